@@ -1,0 +1,302 @@
+"""Turn an SSH command string into an argv of literal words, or refuse it.
+
+Design (fail closed, two independent readings that must agree):
+
+1. Input guard on the raw bytes: size, NUL, strict UTF-8, one line, no
+   control or invisible format characters.
+2. Our own quote-aware scanner reads the whole string the way bash would
+   tokenise one simple command.  It performs bash quote removal and refuses,
+   naming the construct, every unquoted character that could make bash do
+   anything but pass literal words to execve (operators, redirections,
+   expansions, globs, braces, tilde, comments, history, reserved words,
+   assignments).  It runs first, so bashlex only ever sees plain words.
+3. bashlex (reached only through ``diag_wrapper._bashlex``) must then agree:
+   exactly one CommandNode whose parts are WordNodes without sub-parts, at
+   exactly the spans our scanner found, each with the same literal word, and
+   nothing but spaces between and around those spans.  Any disagreement is
+   ``parse.mismatch``; any bashlex exception is ``parse.syntax``.
+
+Known bashlex quirks this guards against: quote removal only strips quotes at
+the start/end of a word (``'a'b'c'`` -> ``a'b'c``), ``"\\x"`` loses its
+backslash, comments are dropped silently, ``$'..'``/``$".."`` become ``$..``,
+and some inputs raise AttributeError/NotImplementedError instead of a parse
+error.  Such words are refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import NamedTuple
+
+from diag_wrapper import _bashlex
+from diag_wrapper.errors import Deny
+
+__all__ = ["parse_command"]
+
+# Words bash treats as reserved when they appear unquoted in command position.
+_RESERVED = frozenset(
+    "! [[ ]] { } case coproc do done elif else esac fi for function if in "
+    "select then time until while".split()
+)
+# Bash metacharacters end a word; used to find the raw first token.
+_FIRST_TOKEN = re.compile(r"[^ |&;()<>]*")
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=")
+_MULTILINE = frozenset("\n\r\x85\u2028\u2029")
+# Backslash inside double quotes only escapes these.
+_DQ_ESCAPABLE = frozenset('$`"\\')
+
+
+class _Word(NamedTuple):
+    start: int
+    end: int
+    literal: str
+
+
+def _deny(code: str, message: str) -> Deny:
+    return Deny(code, message)
+
+
+def _check_input(raw: bytes, max_bytes: int) -> str:
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise _deny("input.encoding", "command must be given as bytes")
+    raw = bytes(raw)
+    if not raw:
+        raise _deny("input.empty", "empty command; run 'help' to see what is allowed")
+    if len(raw) > max_bytes:
+        raise _deny("input.too-long", f"command is {len(raw)} bytes, over the {max_bytes}-byte limit; shorten it")
+    if b"\x00" in raw:
+        raise _deny("input.nul", "command contains a NUL byte; remove it")
+    try:
+        text = raw.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise _deny("input.encoding", f"command is not valid UTF-8 (byte {exc.start}); send UTF-8 text") from None
+    for ch in text:
+        if ch in _MULTILINE:
+            raise _deny("input.multiline", "command spans more than one line; send exactly one command on one line")
+    for ch in text:
+        # Cc: C0, DEL, C1 (incl. TAB).  Cf: invisible format characters
+        # (bidi overrides, zero-width) that make the text read differently
+        # from what runs.  Cs cannot survive strict UTF-8 decoding.
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs"):
+            raise _deny("input.control", f"command contains control character U+{ord(ch):04X}; remove it")
+    return text
+
+
+def _dollar(text: str, i: int, quoted: bool) -> Deny:
+    """Name the expansion that starts with the ``$`` at text[i]."""
+    nxt = text[i + 1 : i + 2]
+    where = " inside double quotes" if quoted else ""
+    if nxt == "'" and not quoted:
+        return _deny("parse.ansi-c-quote", "$'...' (ANSI-C quoting) is not supported; use plain single quotes")
+    if nxt == '"' and not quoted:
+        return _deny("parse.locale-quote", '$"..." (locale quoting) is not supported; use plain quotes')
+    if text.startswith("((", i + 1) or nxt == "[":
+        return _deny("parse.arithmetic", f"arithmetic expansion{where} is not allowed; write the number itself")
+    if nxt == "(":
+        return _deny("parse.command-substitution", f"command substitution $(...){where} is not allowed; run commands one at a time")
+    return _deny("parse.parameter", f"'$'{where} would expand a variable; variables are not expanded here, write the value or put '$' in single quotes")
+
+
+def _unquoted_special(text: str, i: int) -> Deny | None:
+    """Deny for the unquoted character text[i], or None if it is an ordinary word character."""
+    ch = text[i]
+    nxt = text[i + 1 : i + 2]
+    if ch == "$":
+        return _dollar(text, i, quoted=False)
+    if ch == "`":
+        return _deny("parse.command-substitution", "backtick command substitution is not allowed; run commands one at a time")
+    if ch == ";":
+        return _deny("parse.list", "';' joins commands; run one command per connection")
+    if ch == "&":
+        if nxt == "&":
+            return _deny("parse.list", "'&&' joins commands; run one command per connection")
+        if nxt == ">":
+            return _deny("parse.redirect", "redirection '&>' is not allowed; output comes back over SSH")
+        return _deny("parse.background", "'&' would run the command in the background; drop it")
+    if ch == "|":
+        if nxt == "|":
+            return _deny("parse.list", "'||' joins commands; run one command per connection")
+        return _deny("parse.pipeline", "pipelines are not allowed; run one command and filter the output locally")
+    if ch in "<>":
+        if nxt == "(":
+            return _deny("parse.process-substitution", f"process substitution {ch}(...) is not allowed; run commands one at a time")
+        if ch == "<" and nxt == "<":
+            return _deny("parse.heredoc", "here-documents and here-strings are not allowed; pass arguments instead")
+        return _deny("parse.redirect", f"redirection '{ch}' is not allowed; output comes back over SSH, name input files as arguments")
+    if ch in "()":
+        return _deny("parse.compound", "subshells, functions and compound commands are not allowed; send one simple command")
+    if ch in "*?[":
+        return _deny("parse.glob", f"unquoted '{ch}' would be a glob; globs are not expanded here, name the file or quote the '{ch}'")
+    if ch in "{}":
+        return _deny("parse.brace", f"unquoted '{ch}' could be brace expansion; braces are not expanded here, write each word or quote the '{ch}'")
+    if ch == "~":
+        return _deny("parse.tilde", "unquoted '~' would be tilde expansion; write the full path or quote the '~'")
+    if ch == "#":
+        return _deny("parse.comment", "unquoted '#' could start a comment; quote the '#'")
+    if ch == "!":
+        return _deny("parse.history", "unquoted '!' is history expansion or negation in bash; quote it with single quotes")
+    return None
+
+
+def _scan(text: str) -> list[_Word]:
+    """Split ``text`` into words by bash tokenising and quote-removal rules.
+
+    Raises Deny for any unquoted special character, for expansions inside
+    double quotes and for unterminated quoting.
+    """
+    words: list[_Word] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == " ":
+            i += 1
+            continue
+        start, out = i, []
+        while i < n and text[i] != " ":
+            ch = text[i]
+            if ch == "\\":
+                if i + 1 >= n:
+                    raise _deny("parse.syntax", "trailing backslash; remove it or quote it")
+                out.append(text[i + 1])
+                i += 2
+            elif ch == "'":
+                close = text.find("'", i + 1)
+                if close < 0:
+                    raise _deny("parse.syntax", "unterminated single quote; close the quote")
+                out.append(text[i + 1 : close])
+                i = close + 1
+            elif ch == '"':
+                i += 1
+                while True:
+                    if i >= n:
+                        raise _deny("parse.syntax", "unterminated double quote; close the quote")
+                    c = text[i]
+                    if c == '"':
+                        i += 1
+                        break
+                    if c == "\\" and i + 1 < n and text[i + 1] in _DQ_ESCAPABLE:
+                        out.append(text[i + 1])
+                        i += 2
+                        continue
+                    if c == "$":
+                        raise _dollar(text, i, quoted=True)
+                    if c == "`":
+                        raise _deny("parse.command-substitution", "backtick inside double quotes is command substitution; use single quotes")
+                    if c == "!":
+                        raise _deny("parse.history", "'!' inside double quotes is history expansion in interactive bash; use single quotes")
+                    out.append(c)
+                    i += 1
+            else:
+                problem = _unquoted_special(text, i)
+                if problem is not None:
+                    raise problem
+                out.append(ch)
+                i += 1
+        words.append(_Word(start, i, "".join(out)))
+    return words
+
+
+def _check_command_position(text: str) -> None:
+    stripped = text.lstrip(" ")
+    match = _FIRST_TOKEN.match(stripped)
+    first = match.group(0) if match else ""
+    if first in _RESERVED:
+        raise _deny("parse.reserved-word", f"'{first}' is a shell reserved word; send one simple command")
+    if _ASSIGNMENT.match(first):
+        raise _deny("parse.assignment", "variable assignments are not allowed; the environment is fixed, drop the assignment")
+
+
+_KIND_CODES = {
+    "list": "parse.list",
+    "pipeline": "parse.pipeline",
+    "pipe": "parse.pipeline",
+    "compound": "parse.compound",
+    "function": "parse.compound",
+    "if": "parse.compound",
+    "for": "parse.compound",
+    "while": "parse.compound",
+    "until": "parse.compound",
+    "reservedword": "parse.reserved-word",
+    "redirect": "parse.redirect",
+    "heredoc": "parse.heredoc",
+    "assignment": "parse.assignment",
+    "commandsubstitution": "parse.command-substitution",
+    "processsubstitution": "parse.process-substitution",
+    "parameter": "parse.parameter",
+    "tilde": "parse.tilde",
+    "operator": "parse.list",
+}
+
+
+def _bashlex_words(text: str) -> list[_Word]:
+    """Parse with bashlex and require one simple command of plain words."""
+    try:
+        nodes = _bashlex.parse(text)
+    except Exception as exc:  # bashlex raises ParsingError, NotImplementedError, AttributeError, ...
+        raise _deny("parse.syntax", f"bash syntax not understood ({type(exc).__name__}); send one simple command of plain words") from None
+    if not isinstance(nodes, list) or len(nodes) != 1:
+        raise _deny("parse.list", "more than one command; run one command per connection")
+    top = nodes[0]
+    kind = getattr(top, "kind", None)
+    if kind != "command":
+        code = _KIND_CODES.get(str(kind), "parse.compound")
+        if kind == "list" and any(getattr(p, "op", None) == "&" for p in getattr(top, "parts", [])):
+            code = "parse.background"
+        raise _deny(code, f"bash parsed a {kind} here, not one simple command; send one simple command")
+    words: list[_Word] = []
+    for part in top.parts:
+        pkind = getattr(part, "kind", None)
+        if pkind != "word":
+            raise _deny(_KIND_CODES.get(str(pkind), "parse.mismatch"), f"bash parsed a {pkind} here; only plain words are allowed")
+        for sub in getattr(part, "parts", []):
+            skind = getattr(sub, "kind", None)
+            raise _deny(_KIND_CODES.get(str(skind), "parse.mismatch"), f"bash parsed a {skind} inside a word; only literal words are allowed")
+        start, end = part.pos
+        if not isinstance(part.word, str):
+            raise _deny("parse.mismatch", "bash produced a non-text word")
+        words.append(_Word(start, end, part.word))
+    return words
+
+
+def _cross_check(text: str, ours: list[_Word], theirs: list[_Word]) -> None:
+    # Nothing but spaces outside the word spans (bashlex drops comments etc.).
+    prev = 0
+    for w in theirs:
+        if not (prev <= w.start < w.end <= len(text)) or text[prev : w.start].strip(" "):
+            raise _deny("parse.mismatch", "bash skipped part of the command; quote unusual characters")
+        # Each bashlex word's source slice, read by our rules, is one word equal to bashlex's.
+        mine = _scan(text[w.start : w.end])
+        if len(mine) != 1 or mine[0].literal != w.literal:
+            raise _deny("parse.mismatch", f"word {text[w.start:w.end]!r} is read differently by bash and the checker; quote it more simply, e.g. one pair of single quotes")
+        prev = w.end
+    if text[prev:].strip(" ") or ours != theirs:
+        raise _deny("parse.mismatch", "bash and the checker split the command into different words; quote it more simply")
+
+
+def _parse(raw: bytes, max_bytes: int) -> tuple[str, ...]:
+    text = _check_input(raw, max_bytes)
+    if not text.strip(" "):
+        raise _deny("parse.empty", "no command given; run 'help' to see what is allowed")
+    _check_command_position(text)
+    ours = _scan(text)
+    theirs = _bashlex_words(text)
+    _cross_check(text, ours, theirs)
+    argv = tuple(w.literal for w in ours)
+    if not argv or argv[0] == "":
+        raise _deny("parse.empty", "empty command name; start with the command to run")
+    if "=" in argv[0]:
+        raise _deny("parse.assignment", "a command name containing '=' looks like an assignment; name the command only")
+    return argv
+
+
+def parse_command(raw: bytes, max_bytes: int = 4096) -> tuple[str, ...]:
+    """Return the argv of the single simple command in ``raw``; raise Deny otherwise.
+
+    Raises only ``errors.Deny`` (codes ``input.*`` and ``parse.*``).
+    """
+    try:
+        return _parse(raw, max_bytes)
+    except Deny:
+        raise
+    except Exception as exc:  # defence: a parser bug must refuse, never crash
+        raise _deny("parse.syntax", f"command could not be parsed ({type(exc).__name__}); send one simple command of plain words") from None

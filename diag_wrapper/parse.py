@@ -220,10 +220,6 @@ _KIND_CODES = {
     "redirect": "parse.redirect",
     "heredoc": "parse.heredoc",
     "assignment": "parse.assignment",
-    "commandsubstitution": "parse.command-substitution",
-    "processsubstitution": "parse.process-substitution",
-    "parameter": "parse.parameter",
-    "tilde": "parse.tilde",
     "operator": "parse.list",
 }
 
@@ -240,7 +236,9 @@ def _bashlex_words(text: str) -> list[_Word]:
     kind = getattr(top, "kind", None)
     if kind != "command":
         code = _KIND_CODES.get(str(kind), "parse.compound")
-        if kind == "list" and any(getattr(p, "op", None) == "&" for p in getattr(top, "parts", [])):
+        if any(getattr(p, "kind", None) == "reservedword" for p in getattr(top, "parts", [])):
+            code = "parse.reserved-word"
+        elif kind == "list" and any(getattr(p, "op", None) == "&" for p in getattr(top, "parts", [])):
             code = "parse.background"
         raise _deny(code, f"bash parsed a {kind} here, not one simple command; send one simple command")
     words: list[_Word] = []
@@ -248,10 +246,11 @@ def _bashlex_words(text: str) -> list[_Word]:
         pkind = getattr(part, "kind", None)
         if pkind != "word":
             raise _deny(_KIND_CODES.get(str(pkind), "parse.mismatch"), f"bash parsed a {pkind} here; only plain words are allowed")
-        for sub in getattr(part, "parts", []):
-            skind = getattr(sub, "kind", None)
-            raise _deny(_KIND_CODES.get(str(skind), "parse.mismatch"), f"bash parsed a {skind} inside a word; only literal words are allowed")
         start, end = part.pos
+        for sub in getattr(part, "parts", []):
+            # The scanner already refused every unquoted expansion, so this is
+            # bashlex reading quoted text as an expansion (it does for a'$x').
+            raise _deny("parse.mismatch", f"bashlex reads a {getattr(sub, 'kind', '?')} expansion in {text[start:end]!r} where the checker reads literal text; put the whole word in one pair of single quotes")
         if not isinstance(part.word, str):
             raise _deny("parse.mismatch", "bash produced a non-text word")
         words.append(_Word(start, end, part.word))

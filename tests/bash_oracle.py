@@ -1,0 +1,65 @@
+"""Ask real /bin/bash what argv it would hand to execve for a command string.
+
+A recorder script is linked into an otherwise empty directory under the name
+of the command; bash runs with PATH set to that directory only and an empty
+environment, so the recorder receives exactly the argv bash built.  A prefix
+line disables any builtin of that name (so bash executes the file instead),
+and turns on ``failglob`` and ``nounset`` so that a glob or a variable bash
+would expand makes the run fail rather than pass through literally.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+
+BASH = "/bin/bash"
+RECORDER = "#!/bin/bash\nprintf '%s\\0' \"$0\" \"$@\" > \"$ORACLE_OUT\"\n"
+
+
+class OracleSkip(Exception):
+    """The command name cannot be installed as a file (contains '/', too long, ...)."""
+
+
+def bash_argv(command: str, argv0: str) -> tuple[str, ...] | None:
+    """Run ``command`` under bash with a recorder installed as ``argv0``.
+
+    Returns the recorded argv[1:] (None if the recorder did not run, e.g. bash
+    refused the command).  Raises OracleSkip if ``argv0`` cannot be a file name.
+    """
+    if not argv0 or "/" in argv0 or argv0 in (".", "..") or "\x00" in argv0:
+        raise OracleSkip(argv0)
+    with tempfile.TemporaryDirectory(prefix="bash-oracle-") as tmp:
+        root = Path(tmp)
+        bindir, work = root / "bin", root / "work"
+        bindir.mkdir()
+        work.mkdir()
+        recorder = root / "recorder"
+        recorder.write_text(RECORDER)
+        recorder.chmod(0o755)
+        try:
+            os.symlink(recorder, bindir / argv0)
+        except (OSError, UnicodeEncodeError) as exc:
+            raise OracleSkip(argv0) from exc
+        out = root / "argv.out"
+        prefix = f"shopt -s failglob extglob; set -u; enable -n -- {shlex.quote(argv0)} 2>/dev/null\n"
+        subprocess.run(
+            [BASH, "--norc", "--noprofile", "-c", prefix + command],
+            env={"PATH": str(bindir), "ORACLE_OUT": str(out)},
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=20,
+            check=False,
+        )
+        if not out.exists():
+            return None
+        fields = out.read_bytes().split(b"\0")
+        assert fields[-1] == b"", "recorder output not NUL-terminated"
+        recorded = [f.decode("utf-8", "surrogateescape") for f in fields[:-1]]
+        assert recorded[0] == str(bindir / argv0), f"bash ran {recorded[0]!r}, not the recorder for {argv0!r}"
+        return tuple(recorded[1:])

@@ -1,0 +1,326 @@
+"""The path denylist: locations that are never readable through diag, whatever allows them.
+
+Why the checks look the way they do:
+
+* **Resolve, then compare.**  A path string says little about what the kernel will open:
+  ``/etc/../run/secrets/x``, ``//run/secrets/x``, ``x`` from cwd ``/run/secrets`` and
+  a symlink planted anywhere all reach the same file.  So every value is resolved the
+  way ``os.path.realpath`` does (symlinks expanded component by component, ``..``
+  applied to the already-resolved prefix, relative values joined to ``fs.getcwd()``),
+  and the *resolved* path is compared.  ``fs.realpath`` is consulted as well and its
+  answer must pass too.
+
+* **Every name on the way counts, not only the end.**  The walk records every name it
+  looks up, including the symlinks it follows, and each must pass.  This is what stops
+  the magic links of ``/proc``: ``/proc/1/root/etc/x`` "resolves" to ``/etc/x`` by
+  readlink, but the kernel opens the file in process 1's root, so ``/proc/*/root`` has
+  to be refused where it is *traversed*; likewise ``/dev/fd/N``, ``/proc/*/cwd``,
+  ``/proc/*/fd/N``.  A walk that needs more than 40 symlinks (the kernel's limit; a
+  loop) is refused rather than guessed at.
+
+* **Aliases.**  An entry names a secret by one name; the same bytes may live under
+  another (impermanence: ``/etc/ssh`` -> ``/persist/etc/ssh``; ``DynamicUser=``:
+  ``/var/lib/n8n`` -> ``/var/lib/private/n8n``).  A value resolved to the real location
+  would slip past the entry's own name, so each entry is compiled once more at its
+  realpath: the realpath of its longest ``*``-free prefix plus the rest of the pattern,
+  and for ``*`` entries the realpath of every existing match that differs.  Entries in
+  ``/proc`` get no aliases: their symlinks are magic (``/proc/1/root`` -> ``/``,
+  ``/proc/1/cwd`` -> wherever), the entry itself is what must be refused, and listing
+  every process would make compiling slow.
+
+* **Component-wise.**  "At or under" compares path components, never string prefixes,
+  so ``/run/secretsX`` is not under ``/run/secrets``.  ``*`` matches any characters of
+  one component (dot-files included), never a ``/``.
+
+* **Trees.**  A recursive read (``ls -R``, ``grep -r``, ``du``) of a directory reaches
+  everything beneath it, so a tree value is also refused when any entry or alias lies
+  beneath it (``/``, ``/var/lib`` for ``/var/lib/mautrix-*``, ``/proc/1`` for
+  ``/proc/*/environ``).  This assumes the recursive tools allowed do not follow
+  symlinks found inside the tree (``grep -r``, ``ls -R``, ``du`` without ``-L``).
+
+Decisions are pure functions of the inputs and the :class:`FsView`.  Bind mounts are
+invisible to path strings; checking (st_dev, st_ino) of every traversed name against
+the entries' identities belongs in :meth:`DenyList._check_name`, which sees each name.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+import re
+import stat
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from .decision import PathCheck
+from .errors import Deny
+
+FILE = "file"
+TREE = "tree"
+MAX_SYMLINKS = 40  # Linux MAXSYMLINKS: beyond this the kernel fails with ELOOP anyway
+
+_Comp = str | re.Pattern[str]  # a literal component or a compiled one-component glob
+
+
+@dataclass(frozen=True)
+class DenyEntry:
+    """One ``[[deny]]`` entry: an absolute path, ``*`` allowed within components."""
+
+    path: str
+    why: str
+
+
+def validate_entry(path: str) -> None:
+    """Raise ValueError, saying what is wrong, unless ``path`` is a usable deny entry."""
+    if not isinstance(path, str) or not path:
+        raise ValueError("deny entry must be a non-empty string")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+        raise ValueError(f"deny entry {path!r} contains a control character or NUL")
+    if not path.startswith("/"):
+        raise ValueError(f"deny entry {path!r} must be an absolute path")
+    if path == "/":
+        raise ValueError("deny entry '/' would deny everything; name the secret locations")
+    if path.endswith("/"):
+        raise ValueError(f"deny entry {path!r} must not end with '/'")
+    if "//" in path:
+        raise ValueError(f"deny entry {path!r} contains '//'; write it normalised")
+    for comp in path.split("/")[1:]:
+        if comp in (".", ".."):
+            raise ValueError(f"deny entry {path!r} contains {comp!r}; write it normalised")
+        if "**" in comp:
+            raise ValueError(f"deny entry {path!r}: '**' is not recursive here; use one '*'")
+    for ch in "?[]{}":
+        if ch in path:
+            raise ValueError(
+                f"deny entry {path!r} contains {ch!r}; only '*' within a component is supported"
+            )
+
+
+class FsView(Protocol):
+    """The filesystem as the deny check sees it (paths passed in are absolute)."""
+
+    def realpath(self, p: str) -> str: ...
+    def getcwd(self) -> str: ...
+    def glob(self, pattern: str) -> list[str]: ...
+    def lstat(self, p: str) -> os.stat_result: ...
+    def readlink(self, p: str) -> str: ...
+
+
+class RealFs:
+    """The real filesystem; ``cwd`` fixes the directory relative values start from."""
+
+    def __init__(self, cwd: str | None = None) -> None:
+        self._cwd = cwd
+
+    def getcwd(self) -> str:
+        return self._cwd if self._cwd is not None else os.getcwd()
+
+    def realpath(self, p: str) -> str:
+        return os.path.realpath(os.path.join(self.getcwd(), p))
+
+    def glob(self, pattern: str) -> list[str]:
+        return sorted(_glob.glob(pattern, include_hidden=True))
+
+    def lstat(self, p: str) -> os.stat_result:
+        return os.lstat(p)
+
+    def readlink(self, p: str) -> str:
+        return os.readlink(p)
+
+
+def _split(path: str) -> tuple[str, ...]:
+    return tuple(c for c in path.split("/") if c)
+
+
+def _compile_comp(comp: str) -> _Comp:
+    if "*" not in comp:
+        return comp
+    return re.compile("[^/]*".join(re.escape(part) for part in comp.split("*")))
+
+
+def _comp_matches(pattern: _Comp, comp: str) -> bool:
+    if isinstance(pattern, str):
+        return pattern == comp
+    return pattern.fullmatch(comp) is not None
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    comps: tuple[_Comp, ...]
+    entry: DenyEntry
+    shown: str  # how the message names it: the entry, or "ALIAS (alias of ENTRY)"
+
+    def at_or_under(self, path: tuple[str, ...]) -> bool:
+        n = len(self.comps)
+        return len(path) >= n and all(_comp_matches(self.comps[i], path[i]) for i in range(n))
+
+    def beneath(self, tree: tuple[str, ...]) -> bool:
+        """True if some path this pattern covers is ``tree`` or lies beneath it."""
+        m = len(tree)
+        return m <= len(self.comps) and all(_comp_matches(self.comps[i], tree[i]) for i in range(m))
+
+
+def _in_proc(comps: tuple[str, ...]) -> bool:
+    return bool(comps) and comps[0] == "proc"
+
+
+class DenyList:
+    """Compiled deny entries and their aliases; :meth:`check` decides one path value."""
+
+    def __init__(self, entries: Sequence[DenyEntry], fs: FsView | None = None) -> None:
+        self._fs: FsView = fs if fs is not None else RealFs()
+        self._entries = tuple(entries)
+        patterns: dict[tuple[str, ...], _Pattern] = {}
+        aliases: list[tuple[str, DenyEntry]] = []
+
+        def add(comps: tuple[str, ...], entry: DenyEntry, alias: str | None) -> None:
+            if comps in patterns:
+                return
+            shown = entry.path if alias is None else f"{alias} (alias of {entry.path})"
+            if alias is not None:
+                aliases.append((alias, entry))
+            patterns[comps] = _Pattern(tuple(_compile_comp(c) for c in comps), entry, shown)
+
+        for entry in self._entries:
+            validate_entry(entry.path)
+            add(_split(entry.path), entry, None)
+        for entry in self._entries:
+            for comps in self._aliases(entry):
+                add(comps, entry, "/" + "/".join(comps))
+        self._patterns = tuple(patterns.values())
+        self._aliases_list = tuple(aliases)
+
+    def _aliases(self, entry: DenyEntry) -> list[tuple[str, ...]]:
+        comps = _split(entry.path)
+        if _in_proc(comps):
+            return []
+        k = next((i for i, c in enumerate(comps) if "*" in c), len(comps))
+        out: list[tuple[str, ...]] = []
+        try:
+            real = _split(self._fs.realpath("/" + "/".join(comps[:k])))
+        except (OSError, ValueError):
+            return out
+        if _in_proc(real):
+            return out
+        if real != comps[:k]:
+            out.append(real + comps[k:])
+        if k < len(comps):
+            try:
+                matches = self._fs.glob(entry.path)
+            except (OSError, ValueError):
+                matches = []
+            for match in matches:
+                try:
+                    mreal = _split(self._fs.realpath(match))
+                except (OSError, ValueError):
+                    continue
+                if mreal != _split(match) and not _in_proc(mreal):
+                    out.append(mreal)
+        return out
+
+    @property
+    def entries(self) -> tuple[DenyEntry, ...]:
+        """The entries as configured, in order (for ``help``)."""
+        return self._entries
+
+    @property
+    def aliases(self) -> tuple[tuple[str, DenyEntry], ...]:
+        """(alias path, entry) for each other name an entry was found under at compile time."""
+        return self._aliases_list
+
+    def _resolve(self, path: str) -> tuple[str | None, list[tuple[str, ...]]]:
+        """Walk ``path`` like realpath; return (resolved or None on a loop, names looked up)."""
+        fs = self._fs
+        done: list[str] = []
+        todo = [c for c in reversed(path.split("/"))]
+        names: list[tuple[str, ...]] = []
+        links = 0
+        while todo:
+            comp = todo.pop()
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if done:
+                    done.pop()
+                continue
+            name = (*done, comp)
+            names.append(name)
+            try:
+                is_link = stat.S_ISLNK(fs.lstat("/" + "/".join(name)).st_mode)
+            except (OSError, ValueError):
+                is_link = False
+            if not is_link:
+                done.append(comp)
+                continue
+            links += 1
+            if links > MAX_SYMLINKS:
+                return None, names
+            try:
+                target = fs.readlink("/" + "/".join(name))
+            except (OSError, ValueError):
+                return None, names
+            if target.startswith("/"):
+                done.clear()
+            todo.extend(reversed(target.split("/")))
+        return "/" + "/".join(done), names
+
+    def _check_name(self, value: str, comps: tuple[str, ...], how: str) -> None:
+        for pat in self._patterns:
+            if pat.at_or_under(comps):
+                raise Deny(
+                    "path.denied",
+                    f"{value} {how} {'/' + '/'.join(comps)}, which is at or under {pat.shown}"
+                    f" ({pat.entry.why}); this location is never readable through diag",
+                    rule=f"deny:{pat.entry.path}",
+                )
+
+    def check(self, value: str, kind: str) -> PathCheck:
+        """Return the resolved path, or raise Deny if ``value`` reaches a denied location."""
+        if kind not in (FILE, TREE):
+            raise ValueError(f"unknown path kind {kind!r}")
+        if value == "":
+            raise Deny("match.bad-value", "empty path; name a file or directory")
+        if value == "-":
+            raise Deny("match.bad-value", "'-' would mean standard input; name a file instead")
+        if "\0" in value:
+            raise Deny("match.bad-value", "path contains a NUL byte")
+        path = value
+        if not value.startswith("/"):
+            try:
+                cwd = self._fs.getcwd()
+            except (OSError, ValueError):
+                cwd = ""
+            if not cwd.startswith("/"):
+                raise Deny(
+                    "match.bad-value",
+                    f"{value} is relative but the working directory is unknown; use an absolute path",
+                )
+            path = cwd + "/" + value
+        resolved, names = self._resolve(path)
+        if resolved is not None:
+            self._check_name(value, _split(resolved), "resolves to")
+        for name in names:
+            self._check_name(value, name, "passes through")
+        if resolved is None:
+            raise Deny(
+                "match.bad-value",
+                f"{value} does not resolve: more than {MAX_SYMLINKS} symbolic links or one"
+                " that changed (a loop?); name the file by its real path",
+            )
+        try:
+            other = self._fs.realpath(path)
+        except (OSError, ValueError, RuntimeError):
+            other = resolved
+        if other != resolved:
+            self._check_name(value, _split(other), "resolves to")
+        if kind == TREE:
+            tree = _split(resolved)
+            for pat in self._patterns:
+                if pat.beneath(tree):
+                    raise Deny(
+                        "path.tree-contains-denied",
+                        f"{value} resolves to {resolved}, a tree that contains {pat.shown}"
+                        f" ({pat.entry.why}); name a narrower path beside it",
+                        rule=f"deny:{pat.entry.path}",
+                    )
+        return PathCheck(value=value, resolved=resolved, kind=kind)

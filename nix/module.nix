@@ -1,0 +1,276 @@
+# NixOS module: the read-only `diag` SSH channel (ADR-0005, amended by
+# ADR-0005-amendment.md).
+#
+# What it does when services.diag.enable = true:
+#   * a system user `diag` (own group, member of systemd-journal, a real login
+#     shell because sshd runs the forced command through it, no password, not
+#     in wheel, no sudo rule, no setuid wrapper);
+#   * /etc/diag-wrapper/policy.toml, rendered from the host policy plus
+#     extraDenyPaths (deny entries are concatenated by the loader; nothing can
+#     remove one);
+#   * each authorized key as `restrict,command="<wrapper> --policy ..." <key>`;
+#   * a `Match User diag` block at the end of sshd_config that forces the same
+#     command and turns every forwarding / tty / tunnel / rc feature off.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib)
+    mkOption
+    mkEnableOption
+    mkIf
+    types
+    ;
+
+  cfg = config.services.diag;
+  sshd = config.services.openssh;
+
+  userName = "diag";
+  policyEtcPath = "diag-wrapper/policy.toml";
+  policyPath = "/etc/${policyEtcPath}";
+
+  forceCommand = "${cfg.package}/bin/diag-wrapper --policy ${policyPath}";
+
+  tomlFormat = pkgs.formats.toml { };
+
+  # Same rules as diag_wrapper.deny.validate_entry: absolute, normalised,
+  # '*' only inside a component, no other glob characters, no '.' or '..'.
+  isValidDenyPath =
+    p:
+    builtins.match "/([^/]+(/[^/]+)*)?" p != null
+    && builtins.match ".*[]?[{}\\\\].*" p == null
+    && builtins.match "(.*/)?\\.{1,2}(/.*)?" p == null;
+
+  # An OpenSSH public key line without options (we add our own).
+  isBareKey = k: builtins.match "(ssh-|ecdsa-|sk-)[^ ]+ [A-Za-z0-9+/=]+( .*)?" k != null;
+
+  # Environment variables that would let a client change what the login
+  # shell (bash -c) or the dynamic loader does before the wrapper runs.
+  dangerousEnv = [
+    "BASH_ENV"
+    "ENV"
+    "SHELLOPTS"
+    "BASHOPTS"
+    "PS4"
+    "BASH_FUNC_x%%"
+    "LD_PRELOAD"
+    "LD_LIBRARY_PATH"
+    "LD_AUDIT"
+  ];
+  # AcceptEnv patterns use '*' and '?'; translate one to a regex.
+  envPatternRegex =
+    pat:
+    lib.concatMapStrings (
+      c:
+      if c == "*" then
+        ".*"
+      else if c == "?" then
+        "."
+      else if builtins.match "[A-Za-z0-9_]" c != null then
+        c
+      else
+        "[${c}]"
+    ) (lib.stringToCharacters pat);
+  acceptEnv = sshd.settings.AcceptEnv or null;
+  acceptEnvList = if acceptEnv == null then [ ] else lib.concatMap (lib.splitString " ") acceptEnv;
+  dangerousAccepted = lib.filter (
+    pat: pat != "" && lib.any (v: builtins.match (envPatternRegex pat) v != null) dangerousEnv
+  ) acceptEnvList;
+
+  allowUsers = sshd.settings.AllowUsers or null;
+
+  policyValue = {
+    include = [ cfg.hostPolicy ];
+    settings.search_path = [ cfg.searchPath ];
+  }
+  // lib.optionalAttrs (cfg.extraDenyPaths != [ ]) {
+    deny = map (p: {
+      path = p;
+      why = "services.diag.extraDenyPaths";
+    }) cfg.extraDenyPaths;
+  }
+  // lib.optionalAttrs (cfg.extraCommands != { }) {
+    commands = cfg.extraCommands;
+  };
+
+  policyFile = tomlFormat.generate "diag-wrapper-policy.toml" policyValue;
+
+  matchBlock = ''
+    # services.diag: the diag user only ever runs the wrapper.
+    Match User ${userName}
+      ForceCommand ${forceCommand}
+      AuthenticationMethods publickey
+      AllowAgentForwarding no
+      AllowStreamLocalForwarding no
+      AllowTcpForwarding no
+      DisableForwarding yes
+      PermitListen none
+      PermitOpen none
+      PermitTTY no
+      PermitTunnel no
+      PermitUserRC no
+      X11Forwarding no
+      ExposeAuthInfo yes
+    Match all
+  '';
+
+  ourMatchLines = [
+    "Match User ${userName}"
+    "Match all"
+  ];
+  foreignMatchLines = lib.filter (
+    l:
+    builtins.match "[[:space:]]*[Mm][Aa][Tt][Cc][Hh][[:space:]].*" l != null
+    && !(lib.elem (lib.trim l) ourMatchLines)
+  ) (lib.splitString "\n" sshd.extraConfig);
+in
+{
+  options.services.diag = {
+    enable = mkEnableOption "the read-only `diag` SSH channel (diag-wrapper as ForceCommand)";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.callPackage ./package.nix { };
+      defaultText = lib.literalExpression "pkgs.callPackage ./package.nix { }";
+      description = "The diag-wrapper package. Its bin/diag-wrapper must run Python isolated (-I).";
+    };
+
+    authorizedKeys = mkOption {
+      type = types.listOf types.singleLineStr;
+      default = [ ];
+      example = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... diag" ];
+      description = ''
+        Public keys allowed to log in as `diag`: bare key lines (type, base64,
+        optional comment). The module prefixes each with
+        `restrict,command="..."`; options of your own are rejected.
+      '';
+    };
+
+    hostPolicy = mkOption {
+      type = types.str;
+      default = "${cfg.package}/share/diag-wrapper/policy/fleet.toml";
+      defaultText = lib.literalExpression ''"''${config.services.diag.package}/share/diag-wrapper/policy/fleet.toml"'';
+      example = lib.literalExpression ''"''${config.services.diag.package}/share/diag-wrapper/policy/web-02.toml"'';
+      description = ''
+        Absolute path of the base policy the rendered policy includes (the
+        allowlist and the base denylist). Anything added here only widens
+        the denylist; it cannot remove an entry of the included policy.
+      '';
+    };
+
+    extraDenyPaths = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [
+        "/var/lib/n8n"
+        "/var/lib/mautrix-*"
+      ];
+      description = ''
+        More paths the wrapper refuses to read: absolute, normalised, `*`
+        allowed within one path component. Each is also denied at its
+        realpath (so a symlink into /persist is caught from both names).
+      '';
+    };
+
+    extraCommands = mkOption {
+      type = tomlFormat.type;
+      default = { };
+      example = lib.literalExpression ''
+        { uptime = { summary = "show uptime"; options = [ ]; }; }
+      '';
+      description = ''
+        Extra `[commands.<name>]` tables, written into the rendered policy
+        after the include, so a name given here replaces the included
+        definition. Same format as policy/*.toml; the wrapper validates it
+        and denies every command if it is invalid. The denylist still wins.
+      '';
+    };
+
+    searchPath = mkOption {
+      type = types.str;
+      default = "/run/current-system/sw/bin";
+      description = ''
+        The only directory binaries are executed from. Never /run/wrappers/bin
+        (setuid wrappers).
+      '';
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = lib.all isValidDenyPath cfg.extraDenyPaths;
+        message = "services.diag.extraDenyPaths: every entry must be an absolute, normalised path ('*' only within a component, no '.', '..', '?', '[', '{'); got: ${
+          lib.concatStringsSep ", " (lib.filter (p: !isValidDenyPath p) cfg.extraDenyPaths)
+        }";
+      }
+      {
+        assertion = lib.hasPrefix "/" cfg.hostPolicy;
+        message = "services.diag.hostPolicy must be an absolute path, got ${cfg.hostPolicy}";
+      }
+      {
+        assertion = lib.hasPrefix "/" cfg.searchPath && !(lib.hasPrefix "/run/wrappers" cfg.searchPath);
+        message = "services.diag.searchPath must be absolute and must not be /run/wrappers (setuid wrappers), got ${cfg.searchPath}";
+      }
+      {
+        assertion = cfg.authorizedKeys != [ ];
+        message = "services.diag.authorizedKeys is empty: nobody could use the diag channel";
+      }
+      {
+        assertion = lib.all isBareKey cfg.authorizedKeys;
+        message = "services.diag.authorizedKeys: give bare public keys (\"ssh-ed25519 AAAA... comment\"); the module adds restrict,command=... itself";
+      }
+      {
+        assertion = sshd.enable;
+        message = "services.diag needs services.openssh.enable = true";
+      }
+      {
+        assertion = !(lib.elem "wheel" config.users.users.${userName}.extraGroups);
+        message = "users.users.diag must not be in wheel";
+      }
+      {
+        assertion = dangerousAccepted == [ ];
+        message = "services.openssh.settings.AcceptEnv accepts ${lib.concatStringsSep " " dangerousAccepted}, which lets an SSH client change the diag login shell or loader before the wrapper runs";
+      }
+      {
+        assertion = allowUsers == null || lib.elem userName allowUsers;
+        message = "services.openssh.settings.AllowUsers is set and does not contain diag";
+      }
+    ];
+
+    warnings = lib.optional (foreignMatchLines != [ ]) ''
+      services.diag: sshd_config has other Match blocks (${lib.concatStringsSep "; " foreignMatchLines}).
+      For a keyword, the first matching block wins; make sure none of them
+      applies to the diag user with ForceCommand or forwarding settings.
+    '';
+
+    users.groups.${userName} = { };
+
+    users.users.${userName} = {
+      description = "read-only diagnostics (diag-wrapper)";
+      isSystemUser = true;
+      group = userName;
+      extraGroups = [ "systemd-journal" ];
+      # sshd runs a forced command as `$SHELL -c '<command>'`; nologin would refuse it.
+      shell = pkgs.bashInteractive;
+      # sshd chdirs here; the wrapper resolves relative paths from it.
+      home = "/var/empty";
+      createHome = false;
+      # No password. "*" rather than "!": OpenSSH treats a "!"-prefixed hash
+      # as a locked account (and refuses even key logins) when UsePAM is off.
+      hashedPassword = "*";
+      openssh.authorizedKeys.keys = map (k: ''restrict,command="${forceCommand}" ${k}'') cfg.authorizedKeys;
+    };
+
+    environment.etc.${policyEtcPath}.source = policyFile;
+
+    # After the sshd module's own lines (mkOrder 0) and after every
+    # default-priority extraConfig, so no global keyword lands in our block;
+    # `Match all` closes it for anything appended later.
+    services.openssh.extraConfig = lib.mkAfter matchBlock;
+  };
+}

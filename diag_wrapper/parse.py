@@ -283,6 +283,9 @@ def _parse(raw: bytes, max_bytes: int) -> tuple[str, ...]:
     argv = tuple(w.literal for w in ours)
     if not argv or argv[0] == "":
         raise _deny("parse.empty", "empty command name; start with the command to run")
+    if argv[0].startswith("%"):
+        # bash treats such a name, even quoted, as a job spec and runs `fg`.
+        raise _deny("parse.reserved-word", "a command name starting with '%' is a job specification in bash; name the command")
     if "=" in argv[0]:
         raise _deny("parse.assignment", "a command name containing '=' looks like an assignment; name the command only")
     return argv

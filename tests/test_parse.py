@@ -55,7 +55,9 @@ ACCEPTED: list[tuple[str, tuple[str, ...]]] = [
     ("ls \u00a0", ("ls", "\u00a0")),  # NBSP is not a bash separator: a literal word
     ("\\ls x", ("ls", "x")),
     ("'ls' x", ("ls", "x")),
-    ("'if' x", ("if", "x")),  # quoted reserved word is an ordinary command name to bash
+    ("'if' x", ("if", "x")),
+    ("'!' x", ("!", "x")),
+    ("a% x", ("a%", "x")),  # quoted reserved word is an ordinary command name to bash
     ("/bin/cat x", ("/bin/cat", "x")),  # matching, not parsing, refuses paths
     ("ls x" + " " * 100, ("ls", "x")),
 ]
@@ -142,6 +144,8 @@ DENIED: list[tuple[str, str]] = [
     ("function f", "parse.reserved-word"),
     ("select x", "parse.reserved-word"),
     ("  then x", "parse.reserved-word"),
+    ("%1", "parse.reserved-word"),  # job spec: bash runs `fg`
+    ("'%' x", "parse.reserved-word"),
     # globs, braces, tilde, comments, history
     ("ls *", "parse.glob"),
     ("ls *.log", "parse.glob"),

@@ -30,7 +30,7 @@ segment = plain_word | single_quoted | double_quoted | escaped
 word = segment | st.lists(segment, min_size=2, max_size=3).map("".join)
 command = st.builds(
     lambda name, args, sep: name + "".join(sep + a for a in args),
-    command_name,
+    command_name | word,
     st.lists(word, max_size=5),
     st.sampled_from([" ", "  "]),
 )
@@ -56,6 +56,11 @@ REGRESSIONS = [
     "eval x",
     "'if' then",
     "\\ls x",
+    "'!' x",
+    "'{' x",
+    "'time' x",
+    "'[[' x",
+    "a% x",
 ]
 
 
@@ -105,3 +110,12 @@ def test_oracle_detects_expansion() -> None:
     assert bash_argv('echo "\\x"', "echo") == ("\\x",)
     with pytest.raises(OracleSkip):
         bash_argv("/bin/ls", "/bin/ls")
+
+
+def test_percent_command_name_is_a_job_spec_in_bash() -> None:
+    """Why the parser refuses a leading '%' in the command name, even quoted: bash runs `fg`."""
+    for s, name in (("%x a", "%x"), ("'%x' a", "%x"), ("\\% a", "%")):
+        assert bash_argv(s, name) is None
+        with pytest.raises(Deny) as info:
+            parse_command(s.encode())
+        assert info.value.code == "parse.reserved-word"

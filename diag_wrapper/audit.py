@@ -1,0 +1,320 @@
+"""Audit: one systemd journal record per decision, written before anything runs.
+
+``record(decision, environ)`` turns a :class:`~diag_wrapper.decision.Decision`
+into exactly one journal entry. The event pipeline is structlog, configured
+locally (never through structlog's global configuration); the sink is
+``systemd.journal.send`` from the systemd project's own Python binding.
+
+Pipeline (each a small plain function ``(logger, method, event_dict)``):
+
+1. ``add_session``        who and from where: DIAG_USER, DIAG_SSH_CONNECTION,
+                           DIAG_SSH_CLIENT and, with ``ExposeAuthInfo yes``,
+                           the login key (DIAG_AUTH_METHOD, DIAG_KEY_FINGERPRINT)
+                           read from the ``SSH_USER_AUTH`` file.
+2. ``add_decision``       the Decision's fields.
+3. ``render_message``     one readable MESSAGE line.
+4. ``escape_message``     control characters in MESSAGE become visible escapes,
+                           so one record can never look like two.
+5. ``to_journal_fields``  upper-case journal field names, priority, MESSAGE_ID.
+
+Fail closed: if the record cannot be written for any reason (binding missing,
+journald not running, socket missing, a bug in a processor), ``record`` raises
+``Deny("audit.unavailable", ...)`` and the caller must execute nothing.
+
+Note that libsystemd's ``sd_journal_sendv`` silently reports success when the
+journal socket does not exist (ENOENT), so the socket is checked explicitly
+before sending; a socket whose journald is gone fails the send itself
+(ECONNREFUSED) and that error propagates.
+
+Imports are deliberately lazy: structlog and systemd.journal are loaded on the
+first ``record`` call only, so ``check``/``lint`` do not pay for them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from typing import Any
+
+from diag_wrapper.errors import Deny
+
+SYSLOG_IDENTIFIER = "diag-wrapper"
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+# Fixed 128-bit message ids, one per decision kind (journalctl MESSAGE_ID=...).
+MESSAGE_IDS = {
+    "allow": "f771b2272ae84b1ca620140181693431",
+    "deny": "a4457dbfc2f2434890babce22769dc51",
+    "help": "fbde7b8f0ffa44c2ba557ea73e68429d",
+}
+# syslog priorities: 6 = info, 4 = warning.
+PRIORITIES = {"allow": 6, "help": 6, "deny": 4}
+
+# The SSH_USER_AUTH file is small (one line per authentication method).
+_MAX_AUTH_INFO = 64 * 1024
+
+# Certificate key types -> (plain key type, number of key fields after the nonce).
+_CERT_TYPES = {
+    "ssh-rsa-cert-v01@openssh.com": ("ssh-rsa", 2),
+    "ssh-dss-cert-v01@openssh.com": ("ssh-dss", 4),
+    "ecdsa-sha2-nistp256-cert-v01@openssh.com": ("ecdsa-sha2-nistp256", 2),
+    "ecdsa-sha2-nistp384-cert-v01@openssh.com": ("ecdsa-sha2-nistp384", 2),
+    "ecdsa-sha2-nistp521-cert-v01@openssh.com": ("ecdsa-sha2-nistp521", 2),
+    "ssh-ed25519-cert-v01@openssh.com": ("ssh-ed25519", 1),
+    "sk-ecdsa-sha2-nistp256-cert-v01@openssh.com": ("sk-ecdsa-sha2-nistp256@openssh.com", 3),
+    "sk-ssh-ed25519-cert-v01@openssh.com": ("sk-ssh-ed25519@openssh.com", 2),
+}
+
+
+# --------------------------------------------------------------------------- escaping
+
+def _escape_table() -> dict[int, str]:
+    table = {c: f"\\x{c:02x}" for c in range(0x20)}
+    table.update({c: f"\\x{c:02x}" for c in range(0x7F, 0xA0)})  # DEL and C1 (incl. NEL)
+    table.update({c: f"\\u{c:04x}" for c in (0x2028, 0x2029)})  # line/paragraph separators
+    table.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000)})  # lone surrogates
+    table[0x5C] = "\\\\"  # backslash, so the escaping is unambiguous
+    return table
+
+
+_ESCAPES = _escape_table()
+
+
+def escape_control(text: str) -> str:
+    """Make every control character visible: ``\\n`` -> ``\\x0a``, ``\\`` -> ``\\\\``."""
+    return text.translate(_ESCAPES)
+
+
+def _to_bytes(value: str) -> bytes:
+    """Binary-safe field value: str from surrogateescape round-trips to its bytes."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace")
+
+
+# --------------------------------------------------------------------------- login key
+
+def _ssh_string(blob: bytes, pos: int) -> tuple[bytes, int]:
+    if pos + 4 > len(blob):
+        raise ValueError("truncated key blob")
+    n = int.from_bytes(blob[pos:pos + 4], "big")
+    end = pos + 4 + n
+    if end > len(blob):
+        raise ValueError("truncated key blob")
+    return blob[pos + 4:end], end
+
+
+def _plain_key_blob(blob: bytes) -> bytes:
+    """The plain public key inside a certificate blob (what ssh-keygen fingerprints)."""
+    ktype, pos = _ssh_string(blob, 0)
+    cert = _CERT_TYPES.get(ktype.decode("ascii", "replace"))
+    if cert is None:
+        return blob
+    plain_type, nfields = cert
+    _nonce, pos = _ssh_string(blob, pos)
+    start = pos
+    for _ in range(nfields):
+        _field, pos = _ssh_string(blob, pos)
+    name = plain_type.encode()
+    return len(name).to_bytes(4, "big") + name + blob[start:pos]
+
+
+def fingerprint(key_base64: str) -> str:
+    """OpenSSH SHA256 fingerprint of a base64 public key blob (``ssh-keygen -lf``)."""
+    import base64
+    import binascii
+    import hashlib
+
+    try:
+        blob = base64.b64decode(key_base64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"not a base64 key blob: {exc}") from None
+    digest = hashlib.sha256(_plain_key_blob(blob)).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def parse_auth_info(text: str) -> dict[str, str]:
+    """Fields from an sshd ``ExposeAuthInfo`` file.
+
+    Each line is ``METHOD [DETAILS]``; for publickey the details are
+    ``KEYTYPE BASE64``. Several lines (``AuthenticationMethods`` chains) are
+    joined with a space, in order.
+    """
+    methods: list[str] = []
+    key_types: list[str] = []
+    fingerprints: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        methods.append(words[0])
+        if words[0] == "publickey" and len(words) >= 3:
+            key_types.append(words[1])
+            try:
+                fingerprints.append(fingerprint(words[2]))
+            except ValueError:
+                fingerprints.append("invalid")
+    fields: dict[str, str] = {}
+    if methods:
+        fields["auth_method"] = " ".join(methods)
+    if key_types:
+        fields["key_type"] = " ".join(key_types)
+        fields["key_fingerprint"] = " ".join(fingerprints)
+    return fields
+
+
+def _read_auth_info(path: str) -> dict[str, str]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_AUTH_INFO)
+    except OSError as exc:
+        return {"auth_info_error": f"{path}: {exc.strerror or exc}"}
+    return parse_auth_info(data.decode("utf-8", "replace"))
+
+
+def _user_name(environ: Mapping[str, str]) -> str:
+    """The account we run as, from the uid (the environment is only a fallback)."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (KeyError, ImportError):
+        return environ.get("USER") or environ.get("LOGNAME") or str(os.getuid())
+
+
+# --------------------------------------------------------------------------- processors
+
+def add_session(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Who is asking and from where (environ is bound into the context as ``environ``)."""
+    environ: Mapping[str, str] = event.pop("environ", None) or {}
+    event["user"] = _user_name(environ)
+    for var, key in (("SSH_CONNECTION", "ssh_connection"), ("SSH_CLIENT", "ssh_client")):
+        if environ.get(var):
+            event[key] = environ[var]
+    auth_path = environ.get("SSH_USER_AUTH")
+    if auth_path:
+        event.update(_read_auth_info(auth_path))
+    return event
+
+
+def add_decision(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The Decision, as plain values (JSON for the structured ones)."""
+    import json
+
+    d = event.pop("decision")
+    event["decision"] = d.decision
+    event["code"] = d.code
+    event["reason"] = d.reason
+    event["command"] = bytes(d.command)
+    event["rule"] = d.rule
+    event["argv"] = json.dumps(list(d.argv))
+    event["executable"] = d.executable
+    event["paths"] = json.dumps(
+        [{"value": p.value, "resolved": p.resolved, "kind": p.kind} for p in d.paths]
+    )
+    event["layers"] = ",".join(d.layers)
+    return event
+
+
+def render_message(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """One readable line (escaped by the next processor)."""
+    command = event["command"].decode("utf-8", "backslashreplace")
+    who = event["user"]
+    client = event.get("ssh_client", "").split(" ")[0]
+    if client:
+        who += f" from {client}"
+    if event["decision"] == "allow":
+        text = f"allow: {who} ran '{command}' (rule {event['rule']})"
+    elif event["decision"] == "help":
+        text = f"help: {who} asked for help"
+    else:
+        text = f"deny {event['code']}: {who} tried '{command}': {event['reason']}"
+        if event.get("rule"):
+            text += f" [rule {event['rule']}]"
+    event["message"] = text
+    return event
+
+
+def escape_message(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Control characters in MESSAGE become visible escapes: one record, one line."""
+    event["message"] = escape_control(event["message"])
+    return event
+
+
+def to_journal_fields(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Final processor: upper-case journal field names; drops unset values."""
+    kind = event["decision"]
+    fields: dict[str, Any] = {
+        "MESSAGE": event["message"],
+        "MESSAGE_ID": MESSAGE_IDS.get(kind, MESSAGE_IDS["deny"]),
+        "PRIORITY": str(PRIORITIES.get(kind, 4)),
+        "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
+        # Our own location, so journal.send does not walk the stack.
+        "CODE_FUNC": "diag_wrapper.audit.record",
+    }
+    for key, value in event.items():
+        if key in ("message", "event") or value is None:
+            continue
+        name = "DIAG_" + key.upper()
+        fields[name] = value if isinstance(value, bytes) else _to_bytes(str(value))
+    return fields
+
+
+PROCESSORS = (add_session, add_decision, render_message, escape_message, to_journal_fields)
+
+
+# --------------------------------------------------------------------------- sink
+
+class JournalSink:
+    """The wrapped logger: every method name sends the fields with journal.send."""
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self.written = 0
+
+    def _write(self, **fields: Any) -> None:
+        message = fields.pop("MESSAGE")
+        self._send(message, **fields)  # exceptions propagate: fail closed
+        self.written += 1
+
+    msg = info = warning = _write
+
+
+def _check_socket() -> None:
+    try:
+        st = os.stat(JOURNAL_SOCKET)
+    except OSError as exc:
+        raise OSError(f"{JOURNAL_SOCKET}: {exc.strerror or exc}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise OSError(f"{JOURNAL_SOCKET} is not a socket")
+
+
+def record(decision: Any, environ: Mapping[str, str]) -> None:
+    """Write exactly one journal record for *decision*, or raise Deny(audit.unavailable)."""
+    try:
+        import structlog
+        from systemd import journal
+
+        _check_socket()
+        sink = JournalSink(journal.send)
+        log = structlog.wrap_logger(
+            sink,
+            processors=list(PROCESSORS),
+            wrapper_class=structlog.BoundLogger,
+            context_class=dict,
+            cache_logger_on_first_use=False,
+        ).bind(environ=dict(environ))
+        getattr(log, "warning" if decision.decision == "deny" else "info")(
+            "decision", decision=decision
+        )
+        if sink.written != 1:
+            raise RuntimeError("the event pipeline dropped the record")
+    except Exception as exc:  # anything at all: fail closed
+        detail = str(exc) or type(exc).__name__
+        raise Deny(
+            "audit.unavailable",
+            f"cannot write the audit record to the systemd journal ({detail}); "
+            "nothing was executed",
+        ) from exc

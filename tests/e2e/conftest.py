@@ -1,0 +1,144 @@
+"""Session fixtures for the end-to-end suite: a real journald + sshd + ssh client.
+
+One private mount namespace, one systemd-journald, one sshd and one test user per
+pytest session (building them takes a few seconds; every test reuses them).
+Everything created here is torn down in ``finally`` blocks, even on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from . import harness
+
+E2E_POLICY = """\
+# e2e: the web-02 policy, with binaries from Debian's directories.
+include = ["web-02.toml"]
+
+[settings]
+search_path = ["/usr/bin", "/bin"]
+"""
+
+DATA_TEXT = "hello from the diag-wrapper e2e suite\n"
+
+
+def skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "e2e tests need root (mount namespace, useradd, sshd, journald)"
+    missing = harness.missing_programs()
+    if missing:
+        return f"e2e tests need these programs: {', '.join(missing)}"
+    return None
+
+
+@dataclass
+class E2E:
+    work: Path
+    python: Path
+    policy: Path
+    wrapper: str
+    ns: harness.Namespace
+    journald: harness.Journald
+    sshd: harness.Sshd
+    user: harness.LoginUser
+    ssh: harness.SshClient
+    client_pub: Path
+    fingerprint: str
+    data_file: Path
+    marker_dir: Path
+
+    def attempt(self, command, *options: str, expect_records: int = 1, timeout: float = 30):
+        """Run one ssh attempt; returns (CompletedProcess, audit records it produced)."""
+        cursor = self.journald.cursor()
+        result = self.ssh.run(command, *options, timeout=timeout)
+        records = self.journald.records_since(cursor, expect=expect_records,
+                                              timeout=5 if expect_records else 0.5)
+        return result, records
+
+    def markers(self) -> list[str]:
+        return sorted(os.listdir(self.marker_dir))
+
+
+@pytest.fixture(scope="session")
+def e2e() -> E2E:
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    work = Path(tempfile.mkdtemp(prefix="diag-e2e-"))
+    ns = journald = sshd = user = None
+    try:
+        work.chmod(0o755)
+        python = harness.build_venv(work)
+
+        policy_dir = work / "policy"
+        policy_dir.mkdir()
+        for toml in sorted((harness.REPO / "policy").glob("*.toml")):
+            shutil.copy2(toml, policy_dir / toml.name)
+        policy = policy_dir / "e2e.toml"
+        policy.write_text(E2E_POLICY)
+
+        data_dir = work / "data"
+        data_dir.mkdir()
+        data_file = data_dir / "hello.txt"
+        data_file.write_text(DATA_TEXT)
+        marker_dir = work / "marker"
+        marker_dir.mkdir()
+        harness.chmod_world_readable(work)
+        marker_dir.chmod(0o1777)  # writable by the test user: anything executed could leave a mark
+
+        wrapper = os.environ.get("DIAG_E2E_WRAPPER") or f"{python} -I -m diag_wrapper --policy {policy}"
+
+        user = harness.LoginUser().create()
+        client_key = work / "client_ed25519"
+        pub = harness.keygen(client_key, "diag-e2e client")
+        user.authorize(pub, f'restrict,command="{wrapper}"')
+
+        ns = harness.Namespace(work).start()
+        journald = harness.Journald(ns, work / "journald.log").start()
+        sshd = harness.Sshd(ns, work, user.name, wrapper).start()
+        env = E2E(
+            work=work, python=python, policy=policy, wrapper=wrapper, ns=ns, journald=journald,
+            sshd=sshd, user=user, ssh=harness.SshClient(sshd, user.name, client_key),
+            client_pub=client_key.with_suffix(".pub"),
+            fingerprint=harness.fingerprint_of(client_key.with_suffix(".pub")),
+            data_file=data_file, marker_dir=marker_dir,
+        )
+        yield env
+    finally:
+        for part in (sshd, journald):
+            if part is not None:
+                part.stop()
+        if user is not None:
+            user.remove()
+        if ns is not None:
+            ns.stop()
+        if os.environ.get("DIAG_E2E_KEEP"):
+            print(f"\nkept e2e work dir {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture
+def journald_down(e2e: E2E):
+    """Stop journald for one test and bring it back afterwards."""
+    e2e.journald.stop()
+    try:
+        yield e2e
+    finally:
+        e2e.journald.start()
+
+
+def sshd_log(e2e: E2E) -> str:
+    return e2e.sshd.log.read_text(errors="replace")
+
+
+def run_as_user(e2e: E2E, argv: list[str]) -> subprocess.CompletedProcess:
+    return e2e.ns.run(["setpriv", f"--reuid={e2e.user.name}", f"--regid={e2e.user.name}",
+                       "--init-groups", "--", *argv])

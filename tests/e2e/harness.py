@@ -1,0 +1,440 @@
+"""Real-program harness for the end-to-end tests (root only, no mocks).
+
+* ``Namespace``: a holder process (``unshare -m --propagation private``) whose
+  private mount namespace has a fresh tmpfs on ``/run`` (and on
+  ``/var/log/journal`` when that exists), so the journald and sshd started in
+  it never touch the host's journal, sockets or ``/run/sshd``. Everything else
+  (``/usr``, ``/etc``, ``/home``, ``/tmp``) is shared with the host. Other
+  programs join it with ``nsenter -t <holder pid> -m``. When the holder and its
+  guests exit, the namespace and all its mounts disappear.
+* ``Journald``: ``/lib/systemd/systemd-journald`` run standalone in that
+  namespace (volatile storage, no kmsg/syslog/wall forwarding, via a drop-in
+  in ``/run/systemd/journald.conf.d``); read back with ``journalctl -o json``
+  through nsenter. It can be stopped and started again (fail-closed tests).
+* ``Sshd``: ``/usr/sbin/sshd -D -e -f <cfg>`` in the same namespace, listening
+  on 127.0.0.1 only, with a generated host key and the hardened config the
+  NixOS module produces (``Match User`` + ``ForceCommand``, no forwarding, no
+  TTY, ``ExposeAuthInfo yes``).
+* ``LoginUser``: an unprivileged login user (``/bin/bash``, in
+  ``systemd-journal``) created with useradd and removed with userdel.
+* ``build_venv``: a venv from Debian's ``/usr/bin/python3`` (which the test user
+  can execute) with the repository pip-installed non-editably.
+
+Every start has a matching stop; the stops are idempotent and never raise, so
+fixtures can call them all in ``finally`` blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+JOURNALD = "/lib/systemd/systemd-journald"
+SSHD = "/usr/sbin/sshd"
+SYSTEM_PYTHON = "/usr/bin/python3"
+REPO = Path(__file__).resolve().parents[2]
+
+JOURNALD_CONF = """\
+[Journal]
+Storage=volatile
+ReadKMsg=no
+ForwardToSyslog=no
+ForwardToKMsg=no
+ForwardToConsole=no
+ForwardToWall=no
+RateLimitIntervalSec=0
+"""
+
+SETUP_SCRIPT = r"""
+set -eu
+mount -t tmpfs -o mode=0755,size=64m diag-e2e-run /run
+mkdir -p /run/systemd/journal /run/systemd/journald.conf.d /run/log/journal /run/sshd
+chmod 0755 /run/sshd
+chgrp systemd-journal /run/log/journal
+chmod 2755 /run/log/journal
+cat > /run/systemd/journald.conf.d/diag-e2e.conf
+if [ -d /var/log/journal ]; then
+    mount -t tmpfs -o mode=2755,size=16m diag-e2e-varlog /var/log/journal
+fi
+echo ready
+exec sleep 86400
+"""
+
+
+def missing_programs() -> list[str]:
+    needed = [JOURNALD, SSHD, SYSTEM_PYTHON, "/usr/bin/unshare", "/usr/bin/nsenter",
+              "/usr/bin/ssh", "/usr/bin/ssh-keygen", "/usr/sbin/useradd", "/usr/sbin/userdel",
+              "/usr/bin/journalctl"]
+    return [p for p in needed if not os.access(p, os.X_OK)]
+
+
+def _kill(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
+    """Stop one process we started (by its pid) and reap it."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        proc.terminate()
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_for(pred, timeout: float, what: str, proc: subprocess.Popen | None = None,
+              log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    detail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise RuntimeError(f"{what} did not come up (exit {proc.poll() if proc else '?'}):\n{detail}")
+
+
+# --------------------------------------------------------------------------- namespace
+
+class Namespace:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> "Namespace":
+        self.proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c", SETUP_SCRIPT],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(JOURNALD_CONF.encode())
+        self.proc.stdin.close()
+        line = self.proc.stdout.readline()
+        if line.strip() != b"ready":
+            rest = self.proc.stdout.read() if self.proc.poll() is not None else b""
+            self.stop()
+            raise RuntimeError(f"namespace setup failed: {(line + rest).decode(errors='replace')}")
+        return self
+
+    def nsenter(self, argv: list[str]) -> list[str]:
+        return ["nsenter", "-t", str(self.pid), "-m", "--", *argv]
+
+    def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("timeout", 30)
+        return subprocess.run(self.nsenter(argv), **kw)
+
+    def popen(self, argv: list[str], **kw) -> subprocess.Popen:
+        return subprocess.Popen(self.nsenter(argv), start_new_session=True, **kw)
+
+    def path(self, inside: str) -> Path:
+        """A path inside the namespace, as seen from outside (root only)."""
+        return Path(f"/proc/{self.pid}/root") / inside.lstrip("/")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.stdout:
+            self.proc.stdout.close()
+        _kill(self.proc)
+
+
+# --------------------------------------------------------------------------- journald
+
+class Journald:
+    SOCKET = "/run/systemd/journal/socket"
+
+    def __init__(self, ns: Namespace, log: Path) -> None:
+        self.ns = ns
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Journald":
+        sock = self.ns.path(self.SOCKET)
+        # A stale socket from a stopped journald would look "up" below.
+        if sock.exists():
+            sock.unlink()
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_LOG_TARGET": "console"}
+        with open(self.log, "ab") as log:
+            self.proc = self.ns.popen([JOURNALD], stdin=subprocess.DEVNULL, stdout=log,
+                                      stderr=log, env=env)
+        _wait_for(lambda: sock.exists() and self.ns.path("/run/systemd/journal/io.systemd.journal").exists(),
+                  15, "systemd-journald", self.proc, self.log)
+        self.sync()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        _kill(self.proc)
+
+    def sync(self) -> None:
+        if self.running:
+            self.ns.run(["journalctl", "--sync"], timeout=15)
+
+    def entries(self, *matches: str, after: str | None = None) -> list[dict]:
+        argv = ["journalctl", "-o", "json", "--no-pager", "--all"]
+        if after:
+            argv.append(f"--after-cursor={after}")
+        argv.extend(matches)
+        res = self.ns.run(argv, timeout=30)
+        if res.returncode not in (0, 1):
+            raise RuntimeError(f"journalctl failed: {res.stderr.decode(errors='replace')}")
+        return [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+
+    def cursor(self) -> str | None:
+        self.sync()
+        res = self.ns.run(["journalctl", "-o", "json", "--no-pager", "-n", "1"])
+        lines = [line for line in res.stdout.splitlines() if line.strip()]
+        return json.loads(lines[-1])["__CURSOR"] if lines else None
+
+    def records_since(self, cursor: str | None, expect: int = 1, timeout: float = 5.0,
+                      identifier: str = "diag-wrapper") -> list[dict]:
+        """diag-wrapper records after *cursor*; waits (up to *timeout*) for *expect* of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sync()
+            recs = self.entries(f"SYSLOG_IDENTIFIER={identifier}", after=cursor)
+            if len(recs) >= expect or time.monotonic() > deadline:
+                return recs
+            time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- users
+
+class LoginUser:
+    COMMENT = "diag-wrapper e2e test user"
+
+    def __init__(self, prefix: str = "diage2e") -> None:
+        self.name = f"{prefix}{secrets.token_hex(3)}"
+        self.created = False
+
+    def create(self) -> "LoginUser":
+        subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "systemd-journal",
+             "--user-group", "--password", "*", "--comment", self.COMMENT, self.name],
+            check=True, capture_output=True,
+        )
+        self.created = True
+        return self
+
+    @property
+    def pw(self) -> pwd.struct_passwd:
+        return pwd.getpwnam(self.name)
+
+    @property
+    def home(self) -> Path:
+        return Path(self.pw.pw_dir)
+
+    def authorize(self, pubkey: str, options: str) -> None:
+        ssh_dir = self.home / ".ssh"
+        ssh_dir.mkdir(mode=0o700, exist_ok=True)
+        keys = ssh_dir / "authorized_keys"
+        keys.write_text(f"{options} {pubkey.strip()}\n")
+        keys.chmod(0o600)
+        for p in (ssh_dir, keys):
+            os.chown(p, self.pw.pw_uid, self.pw.pw_gid)
+
+    def pids(self) -> list[int]:
+        uid = self.pw.pw_uid
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.stat(f"/proc/{entry}").st_uid == uid:
+                        found.append(int(entry))
+                except OSError:
+                    pass
+        return found
+
+    def remove(self) -> None:
+        if not self.created:
+            return
+        try:
+            for pid in self.pids():  # only processes running as our own test user
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        except KeyError:
+            pass
+        subprocess.run(["userdel", "--remove", "--force", self.name], capture_output=True)
+        self.created = False
+
+
+# --------------------------------------------------------------------------- keys, venv
+
+def keygen(path: Path, comment: str) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                   check=True, capture_output=True)
+    return path.with_suffix(path.suffix + ".pub").read_text()
+
+
+def fingerprint_of(pubkey_file: Path) -> str:
+    out = subprocess.run(["ssh-keygen", "-lf", str(pubkey_file)], check=True,
+                         capture_output=True, text=True).stdout
+    return out.split()[1]
+
+
+def build_venv(dest: Path, repo: Path = REPO) -> Path:
+    """venv from Debian's python with the repo pip-installed (non-editable); returns its python."""
+    src = dest / "src"
+    src.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "LICENSE", "setup.cfg", "setup.py"):
+        if (repo / name).exists():
+            shutil.copy2(repo / name, src / name)
+    shutil.copytree(repo / "diag_wrapper", src / "diag_wrapper",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if not (src / "README.md").exists():
+        (src / "README.md").write_text("diag-wrapper\n")
+    venv = dest / "venv"
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv)], check=True, capture_output=True)
+    res = subprocess.run([str(venv / "bin" / "pip"), "install", "--no-input", "--quiet", str(src)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"pip install of the repo into the e2e venv failed:\n{res.stdout}\n{res.stderr}")
+    shutil.rmtree(src)
+    return venv / "bin" / "python"
+
+
+def chmod_world_readable(root: Path) -> None:
+    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.settimeout(0.5)
+            return s.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- sshd
+
+SSHD_CONFIG = """\
+# Like the NixOS module's output: the diag user gets only the wrapper.
+Port {port}
+ListenAddress 127.0.0.1
+AddressFamily inet
+HostKey {host_key}
+PidFile none
+UsePAM no
+UseDNS no
+StrictModes yes
+LogLevel VERBOSE
+PermitRootLogin no
+AllowUsers {user}
+PubkeyAuthentication yes
+AuthenticationMethods publickey
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile .ssh/authorized_keys
+PermitUserEnvironment no
+PermitUserRC no
+ExposeAuthInfo yes
+AllowTcpForwarding no
+AllowStreamLocalForwarding no
+AllowAgentForwarding no
+X11Forwarding no
+PermitTunnel no
+GatewayPorts no
+PermitTTY no
+
+Match User {user}
+    ForceCommand {wrapper}
+    AllowTcpForwarding no
+    AllowStreamLocalForwarding no
+    AllowAgentForwarding no
+    X11Forwarding no
+    PermitTTY no
+    PermitTunnel no
+"""
+
+
+class Sshd:
+    def __init__(self, ns: Namespace, workdir: Path, user: str, wrapper: str) -> None:
+        self.ns = ns
+        self.workdir = workdir
+        self.user = user
+        self.wrapper = wrapper
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log = workdir / "sshd.log"
+        self.config = workdir / "sshd_config"
+        self.host_key = workdir / "ssh_host_ed25519_key"
+
+    def start(self) -> "Sshd":
+        if not self.host_key.exists():
+            keygen(self.host_key, "diag-e2e host key")
+        for attempt in range(5):
+            self.port = free_port()
+            self.config.write_text(SSHD_CONFIG.format(
+                port=self.port, host_key=self.host_key, user=self.user, wrapper=self.wrapper))
+            test = self.ns.run([SSHD, "-t", "-f", str(self.config)])
+            if test.returncode != 0:
+                raise RuntimeError(f"sshd -t: {test.stderr.decode(errors='replace')}")
+            with open(self.log, "ab") as log:
+                self.proc = self.ns.popen([SSHD, "-D", "-e", "-f", str(self.config)],
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            try:
+                _wait_for(lambda: port_open(self.port), 10, "sshd", self.proc, self.log)
+                return self
+            except RuntimeError:
+                if self.proc.poll() is None:
+                    raise
+                if "Address already in use" not in self.log.read_text(errors="replace"):
+                    raise
+        raise RuntimeError("sshd: no free port")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        _kill(self.proc)
+
+
+class SshClient:
+    def __init__(self, sshd: Sshd, user: str, key: Path) -> None:
+        self.sshd = sshd
+        self.user = user
+        self.key = key
+
+    def argv(self, *options: str) -> list[str]:
+        return [
+            "ssh", "-F", "/dev/null",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", f"IdentityFile={self.key}",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+            "-p", str(self.sshd.port), *options, "--", f"{self.user}@127.0.0.1",
+        ]
+
+    def run(self, command: str | bytes | None, *options: str, timeout: float = 30,
+            input: bytes | None = None) -> subprocess.CompletedProcess:
+        argv: list = self.argv(*options)
+        if command is not None:
+            argv.append(command)
+        return subprocess.run(argv, input=input, stdin=None if input is not None else subprocess.DEVNULL,
+                              capture_output=True, timeout=timeout)

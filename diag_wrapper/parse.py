@@ -18,9 +18,11 @@ Design (fail closed, two independent readings that must agree):
 
 Known bashlex quirks this guards against: quote removal only strips quotes at
 the start/end of a word (``'a'b'c'`` -> ``a'b'c``), ``"\\x"`` loses its
-backslash, comments are dropped silently, ``$'..'``/``$".."`` become ``$..``,
-and some inputs raise AttributeError/NotImplementedError instead of a parse
-error.  Such words are refused rather than guessed at.
+backslash, ``a'$x'`` is read as a parameter expansion, comments are dropped
+silently, ``$'..'``/``$".."`` become ``$..``, and some inputs raise
+AttributeError/TypeError/NotImplementedError instead of a parse error.  Such
+words are refused rather than guessed at.  One bash rule bashlex does not
+model: a command name starting with ``%`` (even quoted) is a job spec.
 """
 
 from __future__ import annotations
@@ -231,7 +233,7 @@ def _bashlex_words(text: str) -> list[_Word]:
     except Exception as exc:  # bashlex raises ParsingError, NotImplementedError, AttributeError, ...
         raise _deny("parse.syntax", f"bash syntax not understood ({type(exc).__name__}); send one simple command of plain words") from None
     if not isinstance(nodes, list) or len(nodes) != 1:
-        raise _deny("parse.list", "more than one command; run one command per connection")
+        raise _deny("parse.list", "not exactly one command; run one command per connection")
     top = nodes[0]
     kind = getattr(top, "kind", None)
     if kind != "command":
@@ -240,19 +242,19 @@ def _bashlex_words(text: str) -> list[_Word]:
             code = "parse.reserved-word"
         elif kind == "list" and any(getattr(p, "op", None) == "&" for p in getattr(top, "parts", [])):
             code = "parse.background"
-        raise _deny(code, f"bash parsed a {kind} here, not one simple command; send one simple command")
+        raise _deny(code, f"bashlex parsed a {kind}, not one simple command; send one simple command")
     words: list[_Word] = []
     for part in top.parts:
         pkind = getattr(part, "kind", None)
         if pkind != "word":
-            raise _deny(_KIND_CODES.get(str(pkind), "parse.mismatch"), f"bash parsed a {pkind} here; only plain words are allowed")
+            raise _deny(_KIND_CODES.get(str(pkind), "parse.mismatch"), f"bashlex parsed a {pkind} in the command; only plain words are allowed")
         start, end = part.pos
         for sub in getattr(part, "parts", []):
             # The scanner already refused every unquoted expansion, so this is
             # bashlex reading quoted text as an expansion (it does for a'$x').
             raise _deny("parse.mismatch", f"bashlex reads a {getattr(sub, 'kind', '?')} expansion in {text[start:end]!r} where the checker reads literal text; put the whole word in one pair of single quotes")
         if not isinstance(part.word, str):
-            raise _deny("parse.mismatch", "bash produced a non-text word")
+            raise _deny("parse.mismatch", "bashlex produced a non-text word; quote the words simply")
         words.append(_Word(start, end, part.word))
     return words
 
@@ -262,14 +264,14 @@ def _cross_check(text: str, ours: list[_Word], theirs: list[_Word]) -> None:
     prev = 0
     for w in theirs:
         if not (prev <= w.start < w.end <= len(text)) or text[prev : w.start].strip(" "):
-            raise _deny("parse.mismatch", "bash skipped part of the command; quote unusual characters")
+            raise _deny("parse.mismatch", "bashlex skipped part of the command; quote unusual characters")
         # Each bashlex word's source slice, read by our rules, is one word equal to bashlex's.
         mine = _scan(text[w.start : w.end])
         if len(mine) != 1 or mine[0].literal != w.literal:
-            raise _deny("parse.mismatch", f"word {text[w.start:w.end]!r} is read differently by bash and the checker; quote it more simply, e.g. one pair of single quotes")
+            raise _deny("parse.mismatch", f"word {text[w.start:w.end]!r} is read differently by bashlex and the checker; quote it more simply, e.g. one pair of single quotes")
         prev = w.end
     if text[prev:].strip(" ") or ours != theirs:
-        raise _deny("parse.mismatch", "bash and the checker split the command into different words; quote it more simply")
+        raise _deny("parse.mismatch", "bashlex and the checker split the command into different words; quote it more simply")
 
 
 def _parse(raw: bytes, max_bytes: int) -> tuple[str, ...]:

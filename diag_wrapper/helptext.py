@@ -1,0 +1,61 @@
+"""``help``: what the policy allows, generated from the policy itself."""
+
+from __future__ import annotations
+
+from .policy import ArgSlot, Command, Form, Option, Policy
+
+
+def _option(opt: Option) -> str:
+    names = ", ".join(opt.names)
+    if opt.value is not None:
+        sep = "=" if opt.value_mode != "required" else " "
+        value = opt.value.describe()
+        names += f"[{sep}{value}]" if opt.value_mode != "required" else f"{sep}{value}"
+    extra = " (recursive: paths become trees)" if opt.recursive else ""
+    return f"{names}{extra}" + (f"  {opt.help}" if opt.help else "")
+
+
+def _args(slots: tuple[ArgSlot, ...]) -> str:
+    out = []
+    for s in slots:
+        word = f"{s.name}:{s.type.describe()}"
+        if s.max > 1:
+            word += f"{{{s.min}..{s.max}}}"
+        out.append(word if s.min else f"[{word}]")
+    return " ".join(out)
+
+
+def _form_lines(head: str, form: Form, indent: str) -> list[str]:
+    lines = [f"{indent}{head} [OPTIONS] {_args(form.args)}".rstrip() + (f"  - {form.summary}" if form.summary else "")]
+    lines += [f"{indent}    {_option(o)}" for o in form.options]
+    return lines
+
+
+def command_help(cmd: Command) -> str:
+    lines = _form_lines(cmd.name, cmd.form, "")
+    for words, form in cmd.subcommands.items():
+        lines += _form_lines(" ".join((cmd.name, *words)), form, "  ")
+    if cmd.forced_args:
+        lines.append(f"  always run with: {' '.join(cmd.forced_args)}")
+    if cmd.timeout:
+        lines.append(f"  stopped after {cmd.timeout}s")
+    return "\n".join(lines)
+
+
+def render(policy: Policy, topic: str | None = None) -> str:
+    if topic is not None:
+        cmd = policy.commands.get(topic)
+        if cmd is None:
+            return f"{topic!r} is not an allowed command; send 'help' for the list."
+        return command_help(cmd)
+    out = [
+        "diag-wrapper: read-only diagnostics. Send ONE simple command of literal words;",
+        "no pipes, lists, redirections, substitutions, variables or globs. Options must be",
+        "spelled out in full. 'help COMMAND' shows one command. Allowed commands:",
+        "",
+    ]
+    for name in sorted(policy.commands):
+        out += [command_help(policy.commands[name]), ""]
+    out.append(f"Default time limit: {policy.settings.timeout}s. Denied locations (never readable, by any name):")
+    out += [f"  {e.path}  - {e.why}" for e in policy.deny]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,34 @@
+"""``diag-wrapper lint``: what an admin runs after editing a policy (not on every start).
+
+It checks every ``[[examples]]`` entry against the decision this host would
+make, and that each deny entry has its twin under every ``persist_roots``
+directory (impermanence keeps the real files there: ``/persist/etc/ssh/...``)
+for entries in the trees impermanence persists: /etc, /var, /home and /root.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .decision import ALLOW, decide
+from .policy import Policy
+
+_PERSISTED = ("/etc/", "/var/", "/home/", "/root/")
+
+
+def lint_policy(policy: Policy) -> list[str]:
+    problems = []
+    for ex in policy.examples:
+        d = decide(os.fsencode(ex.command), policy)
+        got = "allow" if d.decision == ALLOW else "deny"
+        if got != ex.decision or (ex.code is not None and d.code != ex.code):
+            want = ex.decision + (f" ({ex.code})" if ex.code else "")
+            problems.append(f"example {ex.command!r}: expected {want}, got {got} ({d.code}: {d.reason})")
+    paths = {e.path for e in policy.deny}
+    for root in policy.settings.persist_roots:
+        for e in policy.deny:
+            if not (e.path + "/").startswith(_PERSISTED):
+                continue
+            if root + e.path not in paths:
+                problems.append(f"deny entry {e.path} has no twin {root + e.path} (persist_roots)")
+    return problems

@@ -1,0 +1,204 @@
+"""Match an argv against the typed allowlist.
+
+The tokenizer reads options the way the real tool's parser does (GNU getopt:
+``--long=value``, ``--long value``, ``-n50``, ``-n 50``, clusters such as
+``-la`` or ``-fn50``, options after positionals unless the command is
+``option_style = "leading"``, ``--`` ends options) but it only knows the
+names the policy lists, spelled out in full: an abbreviated long option is
+refused even where getopt would accept it. Positionals then pick the
+subcommand (longest match) and fill the typed argument slots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import Deny
+from .policy import ArgSlot, Command, Form, Option, Policy
+
+
+@dataclass(frozen=True)
+class Match:
+    rule: str  # "journalctl", "systemctl status"
+    command: Command
+    form: Form  # the subcommand's form, or the command's own
+    paths: tuple[tuple[str, str], ...]  # (value, "file" | "tree") in argv order
+
+
+def match(argv: tuple[str, ...], policy: Policy) -> Match:
+    name = argv[0]
+    if "/" in name:
+        base = name.rstrip("/").rsplit("/", 1)[-1]
+        raise Deny("match.path-command", f"commands are named, not given as paths: use {base!r}, not {name!r}")
+    cmd = policy.commands.get(name)
+    if cmd is None:
+        raise Deny(
+            "match.unknown-command",
+            f"{name!r} is not an allowed command; allowed: {', '.join(sorted(policy.commands))} (send 'help')",
+        )
+    used, positionals = _tokenize(cmd, argv[1:])
+    rule, form, rest = _subcommand(cmd, positionals)
+    allowed = set(cmd.form.options) | set(form.options)
+    for opt, spelled, _ in used:
+        if opt not in allowed:
+            raise Deny("match.unknown-option", f"{spelled} is not allowed with {rule!r}", rule)
+    recursive = any(opt.recursive for opt, _, _ in used)
+    paths: list[tuple[str, str]] = []
+    for opt, spelled, value in used:
+        if value is not None and opt.value is not None:
+            problem = opt.value.check(value)
+            if problem:
+                raise Deny("match.bad-value", f"{spelled}: {problem}", rule)
+            if opt.value.path_kind:
+                paths.append((value, opt.value.path_kind))
+    given = 0
+    for slot, value in _fill(rule, form.args, rest):
+        kind = slot.type.path_kind
+        if kind:
+            given += 1
+            paths.append((value, "tree" if recursive else kind))
+    tree_slot = any(s.type.path_kind == "tree" or (recursive and s.type.path_kind) for s in form.args)
+    if tree_slot and not given:
+        # `du`, `ls -R`, `grep -r x` with no path walk the working directory: check it like a named one.
+        paths.append((".", "tree"))
+    return Match(rule, cmd, form, tuple(paths))
+
+
+# --------------------------------------------------------------------------- options
+
+Used = tuple[Option, str, "str | None"]
+
+
+def _tokenize(cmd: Command, args: tuple[str, ...]) -> tuple[list[Used], list[str]]:
+    used: list[Used] = []
+    positionals: list[str] = []
+    i = 0
+    ended = False
+    while i < len(args):
+        tok = args[i]
+        i += 1
+        if ended or not tok.startswith("-") or tok == "-" or (cmd.option_style == "leading" and positionals):
+            positionals.append(tok)
+        elif tok == "--":
+            ended = True
+        elif tok.startswith("--") or not cmd.short_clusters:
+            i = _long(cmd, tok, args, i, used)
+        else:
+            i = _cluster(cmd, tok, args, i, used)
+    return used, positionals
+
+
+def _long(cmd: Command, tok: str, args: tuple[str, ...], i: int, used: list[Used]) -> int:
+    name, eq, attached = tok.partition("=")
+    opt = cmd.index.get(name)
+    if opt is None:
+        full = sorted(n for n in cmd.index if n.startswith(name) and len(n) > len(name))
+        if full and name.startswith("--"):
+            raise Deny("match.abbreviated-option", f"{name} is abbreviated; spell it out ({' or '.join(full)})")
+        raise Deny("match.unknown-option", f"{name} is not an allowed option of {cmd.name!r} (send 'help {cmd.name}')")
+    if opt.value is None:
+        if eq:
+            raise Deny("match.unexpected-value", f"{name} takes no value")
+        used.append((opt, name, None))
+        return i
+    if eq:
+        used.append((opt, name, attached))
+        return i
+    return _detached(opt, name, args, i, used)
+
+
+def _cluster(cmd: Command, tok: str, args: tuple[str, ...], i: int, used: list[Used]) -> int:
+    for j in range(1, len(tok)):
+        name = "-" + tok[j]
+        opt = cmd.index.get(name)
+        if opt is None:
+            where = f" (in {tok})" if len(tok) > 2 else ""
+            raise Deny("match.unknown-option", f"{name}{where} is not an allowed option of {cmd.name!r} (send 'help {cmd.name}')")
+        if opt.value is None:
+            used.append((opt, name, None))
+            continue
+        rest = tok[j + 1 :]
+        if rest:
+            used.append((opt, name, rest))
+            return i
+        return _detached(opt, name, args, i, used)
+    return i
+
+
+def _detached(opt: Option, name: str, args: tuple[str, ...], i: int, used: list[Used]) -> int:
+    """The option has no attached value: find it the way the tool would."""
+    assert opt.value is not None
+    if opt.value_mode == "attached":  # getopt optional_argument: only --x=v or -xv
+        used.append((opt, name, None))
+        return i
+    if opt.value_mode == "next-if-valid":  # journalctl -b: takes the next word if it parses
+        if i < len(args) and opt.value.check(args[i]) is None:
+            used.append((opt, name, args[i]))
+            return i + 1
+        used.append((opt, name, None))
+        return i
+    if i >= len(args):
+        raise Deny("match.missing-value", f"{name} needs a value ({opt.value.describe()})")
+    used.append((opt, name, args[i]))
+    return i + 1
+
+
+# --------------------------------------------------------------------------- positionals
+
+
+def _subcommand(cmd: Command, positionals: list[str]) -> tuple[str, Form, list[str]]:
+    if not cmd.subcommands:
+        return cmd.name, cmd.form, positionals
+    for n in range(min(len(positionals), max(len(k) for k in cmd.subcommands)), 0, -1):
+        form = cmd.subcommands.get(tuple(positionals[:n]))
+        if form is not None:
+            return " ".join((cmd.name, *positionals[:n])), form, positionals[n:]
+    names = ", ".join(" ".join(k) for k in cmd.subcommands)
+    if not positionals:
+        raise Deny("match.missing-subcommand", f"{cmd.name!r} needs a subcommand: {names}", cmd.name)
+    raise Deny("match.unknown-subcommand", f"{cmd.name} {positionals[0]!r} is not allowed; allowed: {names}", cmd.name)
+
+
+def _fill(rule: str, slots: tuple[ArgSlot, ...], values: list[str]) -> list[tuple[ArgSlot, str]]:
+    """Assign values to slots in order, each slot taking min..max values (backtracking)."""
+    lo = sum(s.min for s in slots)
+    hi = sum(s.max for s in slots)
+    if len(values) < lo:
+        raise Deny("match.too-few-args", f"{rule!r} needs at least {lo} argument(s): {_usage(slots)}", rule)
+    if len(values) > hi:
+        raise Deny("match.too-many-args", f"{rule!r} takes at most {hi} argument(s): {_usage(slots)}", rule)
+
+    def go(k: int, pos: int) -> list[tuple[ArgSlot, str]] | None:
+        if k == len(slots):
+            return [] if pos == len(values) else None
+        slot = slots[k]
+        taken: list[tuple[ArgSlot, str]] = []
+        for count in range(0, slot.max + 1):
+            if count:
+                if pos + count > len(values) or slot.type.check(values[pos + count - 1]) is not None:
+                    break
+                taken.append((slot, values[pos + count - 1]))
+            if count >= slot.min:
+                tail = go(k + 1, pos + count)
+                if tail is not None:
+                    return taken + tail
+        return None
+
+    filled = go(0, 0)
+    if filled is None:
+        for v in values:
+            problems = [s.type.check(v) for s in slots]
+            if all(problems):
+                raise Deny("match.bad-value", f"{problems[0]}; {rule!r} takes {_usage(slots)}", rule)
+        raise Deny("match.bad-value", f"the arguments do not fit {rule!r} {_usage(slots)}", rule)
+    return filled
+
+
+def _usage(slots: tuple[ArgSlot, ...]) -> str:
+    parts = []
+    for s in slots:
+        word = s.name
+        if s.max > 1:
+            word += "..."
+        parts.append(word if s.min else f"[{word}]")
+    return " ".join(parts) or "(no arguments)"

@@ -1,0 +1,389 @@
+"""The policy: TOML data, validated strictly when it loads.
+
+Anything the loader does not understand (an unknown key, a wrong type, a
+relative deny entry, an unknown value type, an include cycle) is a
+``PolicyError``; the caller then denies every command. See README.md,
+"Policy format", for the schema.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .deny import DenyEntry, validate_entry
+from .errors import PolicyError
+from .valuetypes import KINDS, ValueType, compile_regex
+
+DEFAULT_POLICY = "/etc/diag-wrapper/policy.toml"
+SANDBOX_MODES = ("required", "auto", "off")
+VALUE_MODES = ("required", "attached", "next-if-valid")
+OPTION_STYLES = ("gnu", "leading")
+_MAX_INCLUDE_DEPTH = 4
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+_COMMAND_NAME = re.compile(r"[a-z0-9][a-z0-9._+-]*")
+_SUBCOMMAND_WORD = re.compile(r"[a-z0-9][a-z0-9-]*")
+_OPTION_NAME = re.compile(r"-[A-Za-z0-9]|--?[A-Za-z0-9][A-Za-z0-9-]+")
+
+
+@dataclass(frozen=True)
+class Option:
+    names: tuple[str, ...]
+    value: ValueType | None = None  # None: a flag
+    value_mode: str = "required"  # how a value is found: see README
+    recursive: bool = False  # turns this command's file arguments into trees
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class ArgSlot:
+    name: str
+    type: ValueType
+    min: int
+    max: int
+
+
+@dataclass(frozen=True)
+class Form:
+    """The options and positionals accepted by a command or one subcommand."""
+
+    summary: str = ""
+    options: tuple[Option, ...] = ()
+    args: tuple[ArgSlot, ...] = ()
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    form: Form  # global options (and the positionals when there are no subcommands)
+    subcommands: Mapping[tuple[str, ...], Form]
+    forced_args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: int | None = None
+    option_style: str = "gnu"
+    short_clusters: bool = True
+    index: Mapping[str, Option] = field(default_factory=dict)  # every option name it knows
+
+
+@dataclass(frozen=True)
+class Example:
+    command: str
+    decision: str
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    search_path: tuple[str, ...] = ("/run/current-system/sw/bin",)
+    max_command_bytes: int = 4096
+    timeout: int = 60
+    sandbox: str = "auto"
+    persist_roots: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Policy:
+    settings: Settings
+    commands: Mapping[str, Command]
+    deny: tuple[DenyEntry, ...]
+    examples: tuple[Example, ...]
+    sources: tuple[str, ...]  # files read, in load order
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _fail(where: str, msg: str) -> PolicyError:
+    return PolicyError(f"{where}: {msg}")
+
+
+def _keys(where: str, table: Any, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    if not isinstance(table, dict):
+        raise _fail(where, f"expected a table, got {type(table).__name__}")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise _fail(where, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    missing = sorted(required - set(table))
+    if missing:
+        raise _fail(where, f"missing key(s) {', '.join(missing)}")
+    return table
+
+
+def _typed(where: str, value: Any, typ: type | tuple[type, ...], what: str) -> Any:
+    # bool is an int in Python; never accept it where an int is meant.
+    if isinstance(value, bool) and typ is not bool:
+        raise _fail(where, f"expected {what}, got a boolean")
+    if not isinstance(value, typ):
+        raise _fail(where, f"expected {what}, got {type(value).__name__}")
+    return value
+
+
+def _str_list(where: str, value: Any) -> tuple[str, ...]:
+    _typed(where, value, list, "a list of strings")
+    for i, item in enumerate(value):
+        _typed(f"{where}[{i}]", item, str, "a string")
+    return tuple(value)
+
+
+def _int(where: str, value: Any, lo: int, hi: int) -> int:
+    _typed(where, value, int, "an integer")
+    if not lo <= value <= hi:
+        raise _fail(where, f"{value} is outside {lo}..{hi}")
+    return value
+
+
+# --------------------------------------------------------------------------- value types
+
+_TYPE_KEYS = {
+    "unit": {"glob"},
+    "int": {"min", "max"},
+    "time": set(),
+    "enum": {"values"},
+    "list": {"values", "sep"},
+    "field_match": set(),
+    "pattern": set(),
+    "regex": {"pattern"},
+    "file": set(),
+    "tree": set(),
+}
+
+
+def _value_type(where: str, spec: Any, named: Mapping[str, ValueType]) -> ValueType:
+    if isinstance(spec, str):
+        if spec in named:
+            return named[spec]
+        if spec in KINDS and not ({"min", "max", "values", "pattern"} & _TYPE_KEYS[spec]):
+            return ValueType(kind=spec)
+        raise _fail(where, f"unknown value type {spec!r} (built in: {', '.join(KINDS)}; or define it under [types])")
+    table = _keys(where, spec, {"type"} | set().union(*_TYPE_KEYS.values()), {"type"})
+    kind = _typed(f"{where}.type", table["type"], str, "a string")
+    if kind not in KINDS:
+        raise _fail(where, f"unknown value type {kind!r} (built in: {', '.join(KINDS)})")
+    _keys(where, table, {"type"} | _TYPE_KEYS[kind])
+    if kind == "int":
+        if "min" not in table or "max" not in table:
+            raise _fail(where, "an int needs both min and max")
+        lo = _int(f"{where}.min", table["min"], -(10**18), 10**18)
+        hi = _int(f"{where}.max", table["max"], -(10**18), 10**18)
+        if lo > hi:
+            raise _fail(where, f"min {lo} is greater than max {hi}")
+        return ValueType(kind, min=lo, max=hi)
+    if kind in ("enum", "list"):
+        values = _str_list(f"{where}.values", table.get("values"))
+        if not values or any(not v for v in values):
+            raise _fail(where, "values must be a non-empty list of non-empty strings")
+        sep = _typed(f"{where}.sep", table.get("sep", ","), str, "a string")
+        if kind == "list" and len(sep) != 1:
+            raise _fail(where, "sep must be one character")
+        return ValueType(kind, values=values, sep=sep)
+    if kind == "regex":
+        pattern = _typed(f"{where}.pattern", table.get("pattern"), str, "a string")
+        try:
+            compile_regex(pattern)
+        except ValueError as exc:
+            raise _fail(where, str(exc)) from None
+        return ValueType(kind, pattern=pattern)
+    if kind == "unit":
+        return ValueType(kind, glob=_typed(f"{where}.glob", table.get("glob", False), bool, "a boolean"))
+    return ValueType(kind)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _option(where: str, table: Any, named: Mapping[str, ValueType]) -> Option:
+    _keys(where, table, {"names", "value", "value_mode", "recursive", "help"}, {"names"})
+    names = _str_list(f"{where}.names", table["names"])
+    if not names:
+        raise _fail(where, "names must not be empty")
+    for name in names:
+        if not _OPTION_NAME.fullmatch(name):
+            raise _fail(where, f"{name!r} is not an option name (-x, --long or -long)")
+    value = _value_type(f"{where}.value", table["value"], named) if "value" in table else None
+    mode = _typed(f"{where}.value_mode", table.get("value_mode", "required"), str, "a string")
+    if mode not in VALUE_MODES:
+        raise _fail(where, f"value_mode must be one of {', '.join(VALUE_MODES)}")
+    if value is None and "value_mode" in table:
+        raise _fail(where, "value_mode needs a value type")
+    recursive = _typed(f"{where}.recursive", table.get("recursive", False), bool, "a boolean")
+    if recursive and value is not None:
+        raise _fail(where, "recursive is for flags")
+    help_ = _typed(f"{where}.help", table.get("help", ""), str, "a string")
+    return Option(names=names, value=value, value_mode=mode, recursive=recursive, help=help_)
+
+
+def _args(where: str, spec: Any, named: Mapping[str, ValueType]) -> tuple[ArgSlot, ...]:
+    _typed(where, spec, list, "a list of argument slots")
+    slots = []
+    for i, table in enumerate(spec):
+        w = f"{where}[{i}]"
+        _keys(w, table, {"name", "type", "min", "max"}, {"name", "type"})
+        name = _typed(f"{w}.name", table["name"], str, "a string")
+        typ = _value_type(f"{w}.type", table["type"], named)
+        lo = _int(f"{w}.min", table.get("min", 0), 0, 256)
+        hi = _int(f"{w}.max", table.get("max", 1), 1, 256)
+        if lo > hi:
+            raise _fail(w, f"min {lo} is greater than max {hi}")
+        slots.append(ArgSlot(name, typ, lo, hi))
+    return tuple(slots)
+
+
+def _form(where: str, table: Any, named: Mapping[str, ValueType], extra: set[str]) -> Form:
+    _keys(where, table, {"summary", "options", "args"} | extra)
+    summary = _typed(f"{where}.summary", table.get("summary", ""), str, "a string")
+    raw_opts = _typed(f"{where}.options", table.get("options", []), list, "a list of options")
+    options = tuple(_option(f"{where}.options[{i}]", o, named) for i, o in enumerate(raw_opts))
+    args = _args(f"{where}.args", table.get("args", []), named)
+    return Form(summary, options, args)
+
+
+def _command(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
+    where = f"commands.{name}"
+    if not _COMMAND_NAME.fullmatch(name):
+        raise _fail(where, "a command is named by its bare program name (no '/')")
+    extra = {"subcommands", "forced_args", "env", "timeout", "option_style", "short_clusters"}
+    form = _form(where, table, named, extra)
+    subs: dict[tuple[str, ...], Form] = {}
+    raw_subs = table.get("subcommands", {})
+    _typed(f"{where}.subcommands", raw_subs, dict, "a table of subcommands")
+    for key, sub in raw_subs.items():
+        words = tuple(key.split(" "))
+        if not all(_SUBCOMMAND_WORD.fullmatch(w) for w in words):
+            raise _fail(f"{where}.subcommands", f"{key!r} is not a subcommand name")
+        subs[words] = _form(f"{where}.subcommands.{key}", sub, named, set())
+    if subs and form.args:
+        raise _fail(where, "a command with subcommands takes its positionals per subcommand")
+    env = _typed(f"{where}.env", table.get("env", {}), dict, "a table of strings")
+    for k, v in env.items():
+        if not _ENV_NAME.fullmatch(k):
+            raise _fail(f"{where}.env", f"{k!r} is not an environment variable name")
+        _typed(f"{where}.env.{k}", v, str, "a string")
+    timeout = table.get("timeout")
+    if timeout is not None:
+        _int(f"{where}.timeout", timeout, 1, 86400)
+    style = _typed(f"{where}.option_style", table.get("option_style", "gnu"), str, "a string")
+    if style not in OPTION_STYLES:
+        raise _fail(where, f"option_style must be one of {', '.join(OPTION_STYLES)}")
+    clusters = _typed(f"{where}.short_clusters", table.get("short_clusters", True), bool, "a boolean")
+    index: dict[str, Option] = {}
+    for f in (form, *subs.values()):
+        for opt in f.options:
+            for n in opt.names:
+                if clusters and n.startswith("-") and not n.startswith("--") and len(n) != 2:
+                    raise _fail(where, f"{n!r}: single-dash long options need short_clusters = false")
+                seen = index.get(n)
+                if seen is not None and (seen.value is None) != (opt.value is None):
+                    # The real tool parses its options before it knows the subcommand: one arity per name.
+                    raise _fail(where, f"{n!r} is a flag in one place and takes a value in another")
+                index[n] = seen or opt
+    return Command(
+        name=name,
+        form=form,
+        subcommands=MappingProxyType(subs),
+        forced_args=_str_list(f"{where}.forced_args", table.get("forced_args", [])),
+        env=MappingProxyType(dict(env)),
+        timeout=timeout,
+        option_style=style,
+        short_clusters=clusters,
+        index=MappingProxyType(index),
+    )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _read(path: str) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read the policy: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _collect(path: str, stack: tuple[str, ...], out: list[tuple[str, dict]]) -> None:
+    real = os.path.realpath(path)
+    if real in stack:
+        raise PolicyError(f"{path}: include cycle ({' -> '.join(stack + (real,))})")
+    if len(stack) > _MAX_INCLUDE_DEPTH:
+        raise PolicyError(f"{path}: includes nest deeper than {_MAX_INCLUDE_DEPTH}")
+    data = _read(path)
+    _keys(path, data, {"include", "settings", "types", "deny", "commands", "examples"})
+    for inc in _str_list(f"{path}: include", data.get("include", [])):
+        target = inc if os.path.isabs(inc) else os.path.join(os.path.dirname(path), inc)
+        _collect(target, stack + (real,), out)
+    out.append((path, data))
+
+
+def load(path: str) -> Policy:
+    """Load ``path`` and its includes; raise PolicyError on anything unexpected."""
+    files: list[tuple[str, dict]] = []
+    _collect(path, (), files)
+    settings: dict[str, Any] = {}
+    named: dict[str, ValueType] = {}
+    commands: dict[str, Command] = {}
+    deny: list[DenyEntry] = []
+    examples: list[Example] = []
+    for src, data in files:
+        s = _keys(f"{src}: settings", data.get("settings", {}), set(Settings.__dataclass_fields__))
+        settings.update(s)
+        types = _typed(f"{src}: types", data.get("types", {}), dict, "a table of value types")
+        for tname, spec in types.items():
+            if tname in KINDS:
+                raise _fail(f"{src}: types.{tname}", "shadows a built-in type")
+            named[tname] = _value_type(f"{src}: types.{tname}", spec, named)
+        for i, d in enumerate(_typed(f"{src}: deny", data.get("deny", []), list, "a list of [[deny]] tables")):
+            w = f"{src}: deny[{i}]"
+            _keys(w, d, {"path", "why"}, {"path", "why"})
+            p = _typed(f"{w}.path", d["path"], str, "a string")
+            try:
+                validate_entry(p)
+            except ValueError as exc:
+                raise _fail(w, str(exc)) from None
+            deny.append(DenyEntry(p, _typed(f"{w}.why", d["why"], str, "a string")))
+        cmds = _typed(f"{src}: commands", data.get("commands", {}), dict, "a table of commands")
+        for name, table in cmds.items():
+            commands[name] = _command(name, table, named)
+        for i, e in enumerate(_typed(f"{src}: examples", data.get("examples", []), list, "a list of examples")):
+            w = f"{src}: examples[{i}]"
+            _keys(w, e, {"command", "decision", "code"}, {"command", "decision"})
+            decision = _typed(f"{w}.decision", e["decision"], str, "a string")
+            if decision not in ("allow", "deny"):
+                raise _fail(w, "decision must be 'allow' or 'deny'")
+            code = e.get("code")
+            if code is not None:
+                _typed(f"{w}.code", code, str, "a string")
+            examples.append(Example(_typed(f"{w}.command", e["command"], str, "a string"), decision, code))
+    return Policy(
+        settings=_settings(path, settings),
+        commands=MappingProxyType(commands),
+        deny=tuple(deny),
+        examples=tuple(examples),
+        sources=tuple(src for src, _ in files),
+    )
+
+
+def _settings(src: str, s: dict[str, Any]) -> Settings:
+    d = Settings()
+    search_path = _str_list(f"{src}: settings.search_path", s.get("search_path", list(d.search_path)))
+    roots = _str_list(f"{src}: settings.persist_roots", s.get("persist_roots", list(d.persist_roots)))
+    for p in search_path + roots:
+        if not os.path.isabs(p) or os.path.normpath(p) != p:
+            raise _fail(f"{src}: settings", f"{p!r} must be an absolute, normalised directory")
+    if not search_path:
+        raise _fail(f"{src}: settings.search_path", "must name at least one directory")
+    sandbox = _typed(f"{src}: settings.sandbox", s.get("sandbox", d.sandbox), str, "a string")
+    if sandbox not in SANDBOX_MODES:
+        raise _fail(f"{src}: settings.sandbox", f"must be one of {', '.join(SANDBOX_MODES)}")
+    return Settings(
+        search_path=search_path,
+        max_command_bytes=_int(f"{src}: settings.max_command_bytes", s.get("max_command_bytes", d.max_command_bytes), 16, 65536),
+        timeout=_int(f"{src}: settings.timeout", s.get("timeout", d.timeout), 1, 86400),
+        sandbox=sandbox,
+        persist_roots=roots,
+    )

@@ -1,0 +1,124 @@
+"""Typed values for options and positionals.
+
+A policy names a type for every value it lets through: ``unit``, ``int``,
+``time``, ``enum``, ``list``, ``field_match``, ``pattern``, ``regex``,
+``file`` and ``tree``. Each type checks a value and says, in one line, what it
+wanted when the value does not fit. ``file`` and ``tree`` are *path* types:
+the deny stage resolves them and refuses anything at or under a deny entry.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+KINDS = ("unit", "int", "time", "enum", "list", "field_match", "pattern", "regex", "file", "tree")
+PATH_KINDS = ("file", "tree")
+
+# systemd unit names (systemd.unit(5)): letters, digits, ":-_.\" and "@" for templates.
+_UNIT = re.compile(r"[A-Za-z0-9:_.@\\-]{1,255}")
+_UNIT_GLOB = re.compile(r"[A-Za-z0-9:_.@\\*?\[\]-]{1,255}")
+# systemd.time(7): absolute stamps, "1 hour ago", "-1h", "today", "@1700000000", zone names.
+_TIME = re.compile(r"[A-Za-z0-9 :+.@,/_-]{1,64}")
+# journalctl MATCHES: FIELD=VALUE, field names are upper case, digits and underscores.
+_FIELD_MATCH = re.compile(r"[A-Z0-9_]{1,64}=.{0,512}", re.DOTALL)
+_INT = re.compile(r"[+-]?[0-9]{1,18}")
+
+_MAX_VALUE = 4096
+
+
+@dataclass(frozen=True)
+class ValueType:
+    kind: str
+    min: int | None = None
+    max: int | None = None
+    values: tuple[str, ...] = ()
+    sep: str = ","
+    pattern: str | None = None
+    glob: bool = False
+
+    @property
+    def path_kind(self) -> str | None:
+        return self.kind if self.kind in PATH_KINDS else None
+
+    def check(self, value: str) -> str | None:
+        """None if ``value`` fits, else a one-line reason."""
+        if len(value) > _MAX_VALUE:
+            return f"value is longer than {_MAX_VALUE} characters"
+        check = getattr(self, "_check_" + self.kind)
+        return check(value)
+
+    def _check_unit(self, v: str) -> str | None:
+        rx = _UNIT_GLOB if self.glob else _UNIT
+        if v.startswith("-") or not rx.fullmatch(v):
+            return f"{v!r} is not a systemd unit name{' or pattern' if self.glob else ''}"
+        return None
+
+    def _check_int(self, v: str) -> str | None:
+        if not _INT.fullmatch(v):
+            return f"{v!r} is not an integer"
+        n = int(v)
+        if (self.min is not None and n < self.min) or (self.max is not None and n > self.max):
+            return f"{n} is outside {self.min}..{self.max}"
+        return None
+
+    def _check_time(self, v: str) -> str | None:
+        if not _TIME.fullmatch(v):
+            return f"{v!r} is not a time specification (e.g. '1 hour ago', '2024-05-01 10:00', 'today', '-1h')"
+        return None
+
+    def _check_enum(self, v: str) -> str | None:
+        if v not in self.values:
+            return f"{v!r} is not one of {', '.join(self.values)}"
+        return None
+
+    def _check_list(self, v: str) -> str | None:
+        bad = [item for item in v.split(self.sep) if item not in self.values]
+        if bad:
+            return f"{bad[0]!r} is not one of {', '.join(self.values)} (separate several with {self.sep!r})"
+        return None
+
+    def _check_field_match(self, v: str) -> str | None:
+        if not _FIELD_MATCH.fullmatch(v):
+            return f"{v!r} is not a journal field match FIELD=VALUE (e.g. _SYSTEMD_UNIT=nginx.service)"
+        return None
+
+    def _check_pattern(self, v: str) -> str | None:
+        if not v:
+            return "the pattern is empty"
+        return None
+
+    def _check_regex(self, v: str) -> str | None:
+        assert self.pattern is not None
+        if not re.fullmatch(self.pattern, v):
+            return f"{v!r} does not have the expected form /{self.pattern}/"
+        return None
+
+    def _check_file(self, v: str) -> str | None:
+        if not v or v == "-":
+            return "a path is required here (standard input is not readable through diag)"
+        return None
+
+    _check_tree = _check_file
+
+    def describe(self) -> str:
+        """Short form used by help: ``INT(1..100000)``, ``one of a|b``, ``FILE``."""
+        if self.kind == "int":
+            return f"INT({self.min}..{self.max})"
+        if self.kind == "enum":
+            return "|".join(self.values)
+        if self.kind == "list":
+            return f"LIST of {'|'.join(self.values)} joined by {self.sep!r}"
+        if self.kind == "regex":
+            return f"/{self.pattern}/"
+        if self.kind == "unit" and self.glob:
+            return "UNIT-OR-PATTERN"
+        return self.kind.upper().replace("_", "-")
+
+
+def compile_regex(pattern: str) -> None:
+    """Raise ValueError if the policy's regex does not compile."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"regex {pattern!r} does not compile: {exc}") from None

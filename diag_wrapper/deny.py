@@ -97,7 +97,11 @@ def validate_entry(path: str) -> None:
 
 
 class FsView(Protocol):
-    """The filesystem as the deny check sees it (paths passed in are absolute)."""
+    """The filesystem as the deny check sees it (paths passed in are absolute).
+
+    ``readlink`` is needed on top of realpath: the walk must see every link it follows
+    (``/proc/*/root`` and friends are refused where traversed, not where they point).
+    """
 
     def realpath(self, p: str) -> str: ...
     def getcwd(self) -> str: ...
@@ -304,8 +308,8 @@ class DenyList:
         if resolved is None:
             raise Deny(
                 "match.bad-value",
-                f"{value} does not resolve: more than {MAX_SYMLINKS} symbolic links or one"
-                " that changed (a loop?); name the file by its real path",
+                f"{value} cannot be resolved: a symbolic link loop (more than {MAX_SYMLINKS}"
+                " links) or a link that cannot be read; name the file by its real path",
             )
         try:
             other = self._fs.realpath(path)

@@ -387,3 +387,32 @@ def test_validate_entry_bad(path: str) -> None:
     with pytest.raises(ValueError) as exc:
         validate_entry(path)
     assert "deny entry" in str(exc.value)
+
+
+class UnreadableLinks(RealFs):
+    """readlink and realpath fail as they do for another user's /proc/PID/root."""
+
+    def readlink(self, p: str) -> str:
+        raise PermissionError(13, "Permission denied", p)
+
+    def realpath(self, p: str) -> str:
+        raise PermissionError(13, "Permission denied", p)
+
+
+def test_unreadable_link_is_denied_not_raised(host: Path) -> None:
+    dl = DenyList(_entries(host, proc=False), UnreadableLinks())
+    assert _decide(dl, f"{host}/links/log/nginx/error.log", "file") == BAD
+    assert _decide(dl, f"{host}/links/secret_file", "file") == BAD
+    assert _decide(dl, f"{host}/var/log/nginx/error.log", "file") == ALLOW
+    assert _decide(dl, f"{host}/run/secrets/db", "file") == DENIED
+
+
+class NoCwd(RealFs):
+    def getcwd(self) -> str:
+        raise FileNotFoundError(2, "No such file or directory")
+
+
+def test_relative_value_without_cwd_is_denied(host: Path) -> None:
+    dl = DenyList(_entries(host), NoCwd())
+    assert _decide(dl, "notes", "file") == BAD
+    assert _decide(dl, f"{host}/home/alice/notes", "file") == ALLOW

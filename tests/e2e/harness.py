@@ -209,7 +209,9 @@ class Journald:
         deadline = time.monotonic() + timeout
         while True:
             self.sync()
-            recs = self.entries(f"SYSLOG_IDENTIFIER={identifier}", after=cursor)
+            # No journal match together with --after-cursor: journalctl 252 skips
+            # "cursor + 1" entries *of the filtered view*, losing the first match.
+            recs = [e for e in self.entries(after=cursor) if e.get("SYSLOG_IDENTIFIER") == identifier]
             if len(recs) >= expect or time.monotonic() > deadline:
                 return recs
             time.sleep(0.05)

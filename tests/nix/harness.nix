@@ -1,0 +1,631 @@
+# Evaluate nix/module.nix, nix/hosts/web-02.nix and nix/client.nix with
+# nixpkgs' lib.evalModules, without nixpkgs itself: the NixOS / home-manager
+# options they touch are declared here as stand-ins with the same names and
+# types as upstream, and `pkgs` is a stub.
+#
+#   NIXPKGS_LIB=/path/to/nixpkgs.lib nix-instantiate --eval --strict --json tests/nix/harness.nix
+#
+# NIXPKGS_LIB may point at a checkout of nix-community/nixpkgs.lib (which has
+# lib/ inside) or at nixpkgs' lib/ directory itself. The result is JSON:
+# { ok, failures, scenarios }; every check below must hold (failures == []).
+{
+  nixpkgsLib ? builtins.getEnv "NIXPKGS_LIB",
+}:
+
+let
+  lib =
+    if nixpkgsLib == "" then
+      throw "set NIXPKGS_LIB to a checkout of nixpkgs' lib"
+    else if builtins.pathExists (nixpkgsLib + "/lib/default.nix") then
+      import (nixpkgsLib + "/lib")
+    else
+      import nixpkgsLib;
+
+  inherit (lib)
+    mkOption
+    types
+    concatMapStrings
+    concatMapStringsSep
+    concatStringsSep
+    ;
+
+  # ------------------------------------------------------------------ stub pkgs
+
+  fakeDrv = name: {
+    type = "derivation";
+    inherit name;
+    outPath = "/nix/store/00000000000000000000000000000000-${name}";
+  };
+
+  stubPackage = fakeDrv "diag-wrapper-0.1.0";
+  storePrefix = "${stubPackage.outPath}";
+
+  # A small TOML writer standing in for pkgs.formats.toml (remarshal):
+  # tables as [a.b], lists of tables as [[a.b]], nested values inline.
+  tomlKey = k: if builtins.match "[A-Za-z0-9_-]+" k != null then k else builtins.toJSON k;
+  tomlValue =
+    v:
+    if builtins.isString v then
+      builtins.toJSON v # JSON string escapes are valid TOML basic-string escapes
+    else if builtins.isBool v then
+      (if v then "true" else "false")
+    else if builtins.isInt v || builtins.isFloat v then
+      toString v
+    else if builtins.isList v then
+      "[" + concatMapStringsSep ", " tomlValue v + "]"
+    else if builtins.isAttrs v then
+      "{ " + concatStringsSep ", " (lib.mapAttrsToList (k: x: "${tomlKey k} = ${tomlValue x}") v) + " }"
+    else
+      throw "toTOML: cannot write a ${builtins.typeOf v}";
+  isTableList = v: builtins.isList v && v != [ ] && lib.all builtins.isAttrs v;
+  keyValues =
+    attrs: names: concatMapStrings (n: "${tomlKey n} = ${tomlValue attrs.${n}}\n") names;
+  renderTable =
+    path: attrs:
+    let
+      names = builtins.attrNames attrs;
+      scalars = lib.filter (n: !(builtins.isAttrs attrs.${n}) && !(isTableList attrs.${n})) names;
+      tables = lib.filter (n: builtins.isAttrs attrs.${n}) names;
+      tableLists = lib.filter (n: isTableList attrs.${n}) names;
+      dotted = p: concatMapStringsSep "." tomlKey p;
+    in
+    (if path == [ ] then "" else "[${dotted path}]\n")
+    + keyValues attrs scalars
+    + "\n"
+    + concatMapStrings (n: renderTable (path ++ [ n ]) attrs.${n}) tables
+    + concatMapStrings (
+      n:
+      concatMapStrings (t: "[[${dotted (path ++ [ n ])}]]\n" + keyValues t (builtins.attrNames t) + "\n") attrs.${n}
+    ) tableLists;
+
+  pkgs = {
+    inherit lib;
+    callPackage = _fn: _args: stubPackage;
+    bashInteractive = fakeDrv "bash-interactive-5.2" // {
+      shellPath = "/bin/bash";
+    };
+    formats.toml =
+      { }:
+      {
+        type = types.attrsOf types.anything;
+        generate =
+          name: value:
+          fakeDrv name
+          // {
+            text = renderTable [ ] value;
+            inherit value;
+          };
+      };
+  };
+
+  # ------------------------------------------------------ NixOS stand-in options
+
+  nixosStandIns =
+    { lib, ... }:
+    {
+      options = {
+        assertions = mkOption {
+          type = types.listOf types.unspecified;
+          default = [ ];
+        };
+        warnings = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+        };
+
+        users.users = mkOption {
+          default = { };
+          type = types.attrsOf (
+            types.submodule (
+              { name, ... }:
+              {
+                options = {
+                  name = mkOption {
+                    type = types.passwdEntry types.str;
+                    default = name;
+                  };
+                  description = mkOption {
+                    type = types.passwdEntry types.str;
+                    default = "";
+                  };
+                  isSystemUser = mkOption {
+                    type = types.bool;
+                    default = false;
+                  };
+                  isNormalUser = mkOption {
+                    type = types.bool;
+                    default = false;
+                  };
+                  group = mkOption {
+                    type = types.str;
+                    default = "";
+                  };
+                  extraGroups = mkOption {
+                    type = types.listOf types.str;
+                    default = [ ];
+                  };
+                  shell = mkOption {
+                    type = types.nullOr (types.either types.shellPackage (types.passwdEntry types.path));
+                    default = null;
+                  };
+                  home = mkOption {
+                    type = types.passwdEntry types.path;
+                    default = "/var/empty";
+                  };
+                  createHome = mkOption {
+                    type = types.bool;
+                    default = false;
+                  };
+                  hashedPassword = mkOption {
+                    type = types.nullOr (types.passwdEntry types.str);
+                    default = null;
+                  };
+                  openssh.authorizedKeys.keys = mkOption {
+                    type = types.listOf types.singleLineStr;
+                    default = [ ];
+                  };
+                  openssh.authorizedKeys.keyFiles = mkOption {
+                    type = types.listOf types.path;
+                    default = [ ];
+                  };
+                };
+              }
+            )
+          );
+        };
+
+        users.groups = mkOption {
+          default = { };
+          type = types.attrsOf (
+            types.submodule {
+              options = {
+                gid = mkOption {
+                  type = types.nullOr types.int;
+                  default = null;
+                };
+                members = mkOption {
+                  type = types.listOf types.str;
+                  default = [ ];
+                };
+              };
+            }
+          );
+        };
+
+        services.openssh = {
+          enable = mkOption {
+            type = types.bool;
+            default = false;
+          };
+          extraConfig = mkOption {
+            type = types.lines;
+            default = "";
+          };
+          settings = mkOption {
+            default = { };
+            type = types.submodule {
+              freeformType = types.attrsOf types.anything;
+              options = {
+                AcceptEnv = mkOption {
+                  type = types.nullOr (types.listOf types.str);
+                  default = null;
+                };
+                AllowUsers = mkOption {
+                  type = types.nullOr (types.listOf types.str);
+                  default = null;
+                };
+                UsePAM = mkOption {
+                  type = types.bool;
+                  default = true;
+                };
+              };
+            };
+          };
+        };
+
+        environment.etc = mkOption {
+          default = { };
+          type = types.attrsOf (
+            types.submodule (
+              { name, ... }:
+              {
+                options = {
+                  target = mkOption {
+                    type = types.str;
+                    default = name;
+                  };
+                  source = mkOption { type = types.path; };
+                  text = mkOption {
+                    type = types.nullOr types.lines;
+                    default = null;
+                  };
+                  mode = mkOption {
+                    type = types.str;
+                    default = "symlink";
+                  };
+                };
+              }
+            )
+          );
+        };
+      };
+
+      # What nixpkgs' sshd module itself puts into extraConfig (at mkOrder 0).
+      config.services.openssh.extraConfig = lib.mkOrder 0 ''
+        AddressFamily any
+        Port 22
+        Subsystem sftp /nix/store/00000000000000000000000000000000-openssh/libexec/sftp-server
+      '';
+    };
+
+  # ------------------------------------------------ home-manager stand-in options
+
+  hmStandIns = {
+    options = {
+      assertions = mkOption {
+        type = types.listOf types.unspecified;
+        default = [ ];
+      };
+      programs.ssh.enable = mkOption {
+        type = types.bool;
+        default = false;
+      };
+      programs.ssh.matchBlocks = mkOption {
+        default = { };
+        type = types.attrsOf (
+          types.submodule (
+            { name, ... }:
+            {
+              options = {
+                host = mkOption {
+                  type = types.nullOr types.str;
+                  default = name;
+                };
+                hostname = mkOption {
+                  type = types.nullOr types.str;
+                  default = null;
+                };
+                user = mkOption {
+                  type = types.nullOr types.str;
+                  default = null;
+                };
+                port = mkOption {
+                  type = types.nullOr types.port;
+                  default = null;
+                };
+                identityFile = mkOption {
+                  type = types.either (types.listOf types.str) (types.nullOr types.str);
+                  default = [ ];
+                };
+                identitiesOnly = mkOption {
+                  type = types.bool;
+                  default = false;
+                };
+                forwardAgent = mkOption {
+                  type = types.nullOr types.bool;
+                  default = null;
+                };
+                forwardX11 = mkOption {
+                  type = types.bool;
+                  default = false;
+                };
+              };
+            }
+          )
+        );
+      };
+    };
+  };
+
+  # ---------------------------------------------------------------- evaluation
+
+  # public half of a throw-away key generated for these tests (private half discarded)
+  testKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP1fey244fXvnPpbRGopu1pKU5iTg8yAeubJyOMxdJx6 diag-test";
+
+  evalNixos =
+    modules:
+    (lib.evalModules {
+      modules = [
+        nixosStandIns
+        { _module.args.pkgs = pkgs; }
+        ../../nix/module.nix
+      ]
+      ++ modules;
+    }).config;
+
+  base = {
+    services.openssh.enable = true;
+    services.diag.enable = true;
+    services.diag.authorizedKeys = [ testKey ];
+  };
+
+  failedAssertions = cfg: map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
+
+  summary =
+    cfg:
+    let
+      u = cfg.users.users.diag or null;
+      etc = cfg.environment.etc."diag-wrapper/policy.toml" or null;
+    in
+    {
+      failedAssertions = failedAssertions cfg;
+      inherit (cfg) warnings;
+      user =
+        if u == null then
+          null
+        else
+          {
+            inherit (u)
+              isSystemUser
+              isNormalUser
+              group
+              extraGroups
+              home
+              hashedPassword
+              ;
+            shell = if u.shell == null then null else u.shell.shellPath or (toString u.shell);
+            shellIsPackage = u.shell != null && u.shell ? shellPath;
+            keys = u.openssh.authorizedKeys.keys;
+          };
+      groups = builtins.attrNames cfg.users.groups;
+      sshdConfig = cfg.services.openssh.extraConfig;
+      policyText = if etc == null then null else etc.source.text;
+      policyValue = if etc == null then null else etc.source.value;
+      hostPolicy = cfg.services.diag.hostPolicy;
+    };
+
+  forceCommand = "${storePrefix}/bin/diag-wrapper --policy /etc/diag-wrapper/policy.toml";
+  lines = s: lib.filter (l: l != "") (map lib.trim (lib.splitString "\n" s));
+  indexOf =
+    x: xs:
+    let
+      found = lib.lists.findFirst (i: builtins.elemAt xs i == x) null (lib.range 0 (builtins.length xs - 1));
+    in
+    if found == null then -1 else found;
+  mentions = needle: msgs: lib.any (m: lib.hasInfix needle m) msgs;
+
+  # --- scenarios
+
+  basic = summary (evalNixos [
+    base
+    {
+      services.diag.extraDenyPaths = [
+        "/var/lib/n8n"
+        "/var/lib/mautrix-*"
+      ];
+      # a host's own global sshd line at default priority: must stay before the Match block
+      services.openssh.extraConfig = "PermitRootLogin prohibit-password";
+    }
+  ]);
+  basicLines = lines basic.sshdConfig;
+  matchAt = indexOf "Match User diag" basicLines;
+  matchBody = lib.sublist (matchAt + 1) (indexOf "Match all" basicLines - matchAt - 1) basicLines;
+
+  disabled = summary (evalNixos [
+    {
+      services.openssh.enable = true;
+    }
+  ]);
+
+  web02 = summary (evalNixos [
+    base
+    ../../nix/hosts/web-02.nix
+  ]);
+  web02Deny = map (d: d.path) (web02.policyValue.deny or [ ]);
+
+  withDeny =
+    paths:
+    summary (evalNixos [
+      base
+      { services.diag.extraDenyPaths = paths; }
+    ]);
+  badDenyPaths = [
+    "var/lib/n8n"
+    "/var/lib/../etc/shadow"
+    "/var//lib"
+    "/var/lib/"
+    "/var/lib/./n8n"
+    "/var/lib/n8n?"
+    "/var/lib/[ab]"
+    "/var/lib/{a,b}"
+  ];
+  badDenyResults = map (p: {
+    path = p;
+    failed = failedAssertions' (withDeny [ p ]);
+  }) badDenyPaths;
+  failedAssertions' = s: s.failedAssertions;
+  goodDeny = withDeny [
+    "/"
+    "/home/*/.ssh"
+    "/etc/ssh/ssh_host_*_key"
+    "/proc/*/environ"
+  ];
+
+  variant = m: summary (evalNixos [ base m ]);
+  wheel = variant { users.users.diag.extraGroups = [ "wheel" ]; };
+  acceptOk = variant {
+    services.openssh.settings.AcceptEnv = [
+      "LANG"
+      "LC_*"
+    ];
+  };
+  acceptStar = variant { services.openssh.settings.AcceptEnv = [ "*" ]; };
+  acceptBash = variant { services.openssh.settings.AcceptEnv = [ "BASH_*" ]; };
+  allowUsersMissing = variant { services.openssh.settings.AllowUsers = [ "root" ]; };
+  allowUsersOk = variant {
+    services.openssh.settings.AllowUsers = [
+      "root"
+      "diag"
+    ];
+  };
+  keyWithOptions = variant { services.diag.authorizedKeys = lib.mkForce [ ''from="10.0.0.1" ${testKey}'' ]; };
+  noKeys = variant { services.diag.authorizedKeys = lib.mkForce [ ]; };
+  wrappersPath = variant { services.diag.searchPath = "/run/wrappers/bin"; };
+  relativeHostPolicy = variant { services.diag.hostPolicy = "policy/fleet.toml"; };
+  noSshd = variant { services.openssh.enable = lib.mkForce false; };
+  foreignMatch = variant {
+    services.openssh.extraConfig = ''
+      Match Group admins
+        AllowTcpForwarding yes
+    '';
+  };
+  extraCommands = variant {
+    services.diag.extraCommands.uptime = {
+      summary = "how long the system has been running";
+      options = [
+        {
+          names = [ "-p" ];
+        }
+      ];
+    };
+  };
+
+  client =
+    (lib.evalModules {
+      modules = [
+        hmStandIns
+        ../../nix/client.nix
+        {
+          programs.diagClient = {
+            enable = true;
+            identityFile = "/run/secrets/diag-ssh-key-for-tests";
+            hosts.extra-host.hostname = "extra.example.invalid";
+          };
+        }
+      ];
+    }).config;
+  clientBlocks = lib.mapAttrs (_: b: {
+    inherit (b)
+      host
+      hostname
+      user
+      identityFile
+      identitiesOnly
+      forwardAgent
+      port
+      ;
+  }) client.programs.ssh.matchBlocks;
+
+  # ---------------------------------------------------------------- checks
+
+  checks = {
+    # user
+    "user exists" = basic.user != null;
+    "user is a system user" = basic.user.isSystemUser && !basic.user.isNormalUser;
+    "user has its own group" = basic.user.group == "diag" && lib.elem "diag" basic.groups;
+    "user is in systemd-journal only" = basic.user.extraGroups == [ "systemd-journal" ];
+    "user has a real login shell (bash package)" = basic.user.shellIsPackage && basic.user.shell == "/bin/bash";
+    "user has no password" = basic.user.hashedPassword == "*";
+    "user has a home sshd can chdir to" = basic.user.home == "/var/empty";
+    "key is restricted to the wrapper" =
+      basic.user.keys == [ ''restrict,command="${forceCommand}" ${testKey}'' ];
+
+    # sshd
+    "Match block present" = matchAt >= 0;
+    "Match block after the sshd module's own lines" =
+      matchAt > indexOf "Port 22" basicLines && matchAt > indexOf "AddressFamily any" basicLines;
+    "Match block after the host's own global lines" =
+      matchAt > indexOf "PermitRootLogin prohibit-password" basicLines;
+    "Match block closed with Match all at the end" = lib.last basicLines == "Match all";
+    "ForceCommand is the wrapper" = lib.elem "ForceCommand ${forceCommand}" matchBody;
+    "Match block turns everything off" = lib.all (d: lib.elem d matchBody) [
+      "AllowTcpForwarding no"
+      "AllowAgentForwarding no"
+      "AllowStreamLocalForwarding no"
+      "X11Forwarding no"
+      "PermitTTY no"
+      "PermitTunnel no"
+      "PermitUserRC no"
+      "ExposeAuthInfo yes"
+      "AuthenticationMethods publickey"
+    ];
+    "no sudo / setuid in sshd config" = !(lib.hasInfix "sudo" basic.sshdConfig) && !(lib.hasInfix "/run/wrappers" basic.sshdConfig);
+    "no assertion fails in the basic config" = basic.failedAssertions == [ ];
+    "no warning in the basic config" = basic.warnings == [ ];
+
+    # policy
+    "policy includes the fleet policy from the package" =
+      basic.policyValue.include == [ "${storePrefix}/share/diag-wrapper/policy/fleet.toml" ];
+    "policy search path is the system profile" =
+      basic.policyValue.settings.search_path == [ "/run/current-system/sw/bin" ];
+    "policy carries extraDenyPaths as deny entries" =
+      map (d: d.path) basic.policyValue.deny == [
+        "/var/lib/n8n"
+        "/var/lib/mautrix-*"
+      ];
+    "policy text has the deny entries" =
+      lib.hasInfix "[[deny]]" basic.policyText && lib.hasInfix ''path = "/var/lib/mautrix-*"'' basic.policyText;
+    "policy text has no commands table without extraCommands" = !(basic.policyValue ? commands);
+    "extraCommands land in the policy" =
+      extraCommands.policyValue.commands.uptime.summary == "how long the system has been running";
+
+    # disabled
+    "disabled: no user" = disabled.user == null;
+    "disabled: no policy file" = disabled.policyText == null;
+    "disabled: no Match block" = !(lib.hasInfix "Match User diag" disabled.sshdConfig);
+
+    # assertions
+    "every malformed extraDenyPaths entry fails an assertion" = lib.all (
+      r: mentions "extraDenyPaths" r.failed && mentions r.path r.failed
+    ) badDenyResults;
+    "well-formed extraDenyPaths pass" = goodDeny.failedAssertions == [ ];
+    "wheel is refused" = mentions "wheel" wheel.failedAssertions;
+    "AcceptEnv LANG LC_* is fine" = acceptOk.failedAssertions == [ ];
+    "AcceptEnv * is refused" = mentions "AcceptEnv" acceptStar.failedAssertions;
+    "AcceptEnv BASH_* is refused" = mentions "BASH_*" acceptBash.failedAssertions;
+    "AllowUsers without diag is refused" = mentions "AllowUsers" allowUsersMissing.failedAssertions;
+    "AllowUsers with diag is fine" = allowUsersOk.failedAssertions == [ ];
+    "keys with their own options are refused" = mentions "bare public keys" keyWithOptions.failedAssertions;
+    "no keys is refused" = mentions "authorizedKeys is empty" noKeys.failedAssertions;
+    "/run/wrappers search path is refused" = mentions "/run/wrappers" wrappersPath.failedAssertions;
+    "relative hostPolicy is refused" = mentions "hostPolicy" relativeHostPolicy.failedAssertions;
+    "sshd must be enabled" = mentions "openssh.enable" noSshd.failedAssertions;
+    "another Match block warns" = lib.length foreignMatch.warnings == 1 && mentions "Match Group admins" foreignMatch.warnings;
+
+    # web-02
+    "web-02: no assertion fails" = web02.failedAssertions == [ ];
+    "web-02: uses the web-02 policy from the package" =
+      web02.hostPolicy == "${storePrefix}/share/diag-wrapper/policy/web-02.toml";
+    "web-02: deny entries for its services, also under /persist" = lib.all (p: lib.elem p web02Deny && lib.elem "/persist${p}" web02Deny) [
+      "/var/lib/matrix-synapse"
+      "/var/lib/mautrix-*"
+      "/var/lib/matrix-authentication-service"
+      "/var/lib/n8n"
+      "/var/lib/zammad"
+    ];
+    "web-02: /persist SSH host keys denied" = lib.elem "/persist/etc/ssh/ssh_host_*_key" web02Deny;
+
+    # client
+    "client: web-02 routed to diag@web-02.cloonar.com" =
+      clientBlocks.web-02 == {
+        host = "web-02";
+        hostname = "web-02.cloonar.com";
+        user = "diag";
+        identityFile = "/run/secrets/diag-ssh-key-for-tests";
+        identitiesOnly = true;
+        forwardAgent = false;
+        port = null;
+      };
+    "client: extra hosts get the same treatment" =
+      clientBlocks.extra-host.user == "diag" && clientBlocks.extra-host.identitiesOnly && clientBlocks.extra-host.hostname == "extra.example.invalid";
+    "client: ssh enabled" = client.programs.ssh.enable;
+  };
+
+  failures = builtins.attrNames (lib.filterAttrs (_: ok: !ok) checks);
+in
+{
+  ok = failures == [ ];
+  inherit failures;
+  checkCount = builtins.length (builtins.attrNames checks);
+  scenarios = {
+    inherit
+      basic
+      disabled
+      web02
+      goodDeny
+      extraCommands
+      ;
+    badDeny = badDenyResults;
+    inherit clientBlocks;
+  };
+}

@@ -7,7 +7,15 @@ exec) live in ``audit`` and ``execute`` and only consume a ``Decision``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import Deny
+
+if TYPE_CHECKING:
+    from .deny import FsView
+    from .policy import Policy
 
 ALLOW = "allow"
 DENY = "deny"
@@ -41,3 +49,61 @@ class Decision:
     @property
     def allowed(self) -> bool:
         return self.decision == ALLOW
+
+
+BASE_ENV = {
+    "LANG": "C.UTF-8",
+    "SYSTEMD_PAGER": "cat",
+    "PAGER": "cat",
+    "SYSTEMD_COLORS": "0",
+    "LESSSECURE": "1",
+}
+
+
+def deny(raw: bytes, code: str, reason: str, rule: str | None = None, argv: tuple[str, ...] = ()) -> Decision:
+    return Decision(DENY, code, reason, raw, rule=rule, argv=argv)
+
+
+def decide(raw: bytes, policy: "Policy", fs: "FsView | None" = None) -> Decision:
+    """The whole decision for one command string. Never raises."""
+    argv: tuple[str, ...] = ()
+    try:
+        # The stages import this module's types, so they are imported here, not at the top.
+        from . import match, parse
+        from .deny import DenyList, RealFs
+
+        argv = parse.parse_command(raw, policy.settings.max_command_bytes)
+        if argv[0] == "help" and len(argv) <= 2:
+            return Decision(HELP, "help", "help requested", raw, rule="help", argv=argv)
+        m = match.match(argv, policy)
+        denylist = DenyList(policy.deny, fs or RealFs())
+        checks = tuple(denylist.check(value, kind) for value, kind in m.paths)
+        executable = _executable(m.command.name, policy.settings.search_path)
+        env = {"PATH": ":".join(policy.settings.search_path), **BASE_ENV, **m.command.env}
+        return Decision(
+            ALLOW,
+            "allow",
+            f"allowed by rule {m.rule!r}",
+            raw,
+            rule=m.rule,
+            argv=argv,
+            exec_argv=(argv[0], *m.command.forced_args, *argv[1:]),
+            executable=executable,
+            env=env,
+            timeout=m.command.timeout or policy.settings.timeout,
+            paths=checks,
+            layers=("allowlist", "path-denylist") if checks else ("allowlist",),
+        )
+    except Deny as d:
+        return deny(raw, d.code, d.message, d.rule, argv)
+    except Exception as exc:  # fail closed: a bug is a deny, never a traceback
+        return deny(raw, "internal.error", f"internal error ({type(exc).__name__}); nothing was executed", None, argv)
+
+
+def _executable(name: str, search_path: tuple[str, ...]) -> str:
+    """The program comes from the policy's search path only, never from the session's PATH."""
+    for d in search_path:
+        candidate = os.path.join(d, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise Deny("exec.not-found", f"{name!r} is allowed but not installed in {':'.join(search_path)}", name)

@@ -1,0 +1,217 @@
+"""Command line: ForceCommand mode, ``check``, ``lint`` and ``help``.
+
+ForceCommand mode (no subcommand) reads SSH_ORIGINAL_COMMAND, decides, audits
+the decision to the journal, then executes or refuses. ``check`` runs the very
+same ``decide()`` without auditing or executing. Exit codes are in README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from . import helptext
+from .decision import ALLOW, DENY, HELP, Decision, decide, deny
+from .errors import Deny, PolicyError
+from .policy import DEFAULT_POLICY, Policy, load
+
+EX_OK = 0
+EX_USAGE = 64
+EX_SOFTWARE = 70
+EX_NOPERM = 77
+CHECK_ALLOW, CHECK_DENY, CHECK_ERROR = 0, 1, 2
+
+USAGE = """\
+usage: diag-wrapper [--policy FILE]                        ForceCommand mode (reads SSH_ORIGINAL_COMMAND)
+       diag-wrapper check [--policy FILE] [--json] -- 'COMMAND' ...   decide only: exit 0 allow, 1 deny, 2 error
+       diag-wrapper lint [--policy FILE]                   check the policy and its [[examples]]
+       diag-wrapper help [--policy FILE] [COMMAND]         what the policy allows
+"""
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(f"diag-wrapper: {msg}\n")
+    sys.stderr.flush()
+
+
+def _options(args: list[str], flags: tuple[str, ...] = ()) -> tuple[str, set[str], list[str]]:
+    """Parse ``--policy FILE``/``--policy=FILE`` and boolean ``flags``; the rest are operands."""
+    policy = DEFAULT_POLICY
+    seen: set[str] = set()
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        i += 1
+        if a == "--":
+            rest += args[i:]
+            break
+        if a == "--policy" and i < len(args):
+            policy = args[i]
+            i += 1
+        elif a.startswith("--policy="):
+            policy = a[len("--policy=") :]
+        elif a in flags:
+            seen.add(a)
+        elif a.startswith("-"):
+            raise ValueError(f"unknown option {a}")
+        else:
+            rest.append(a)
+    return policy, seen, rest
+
+
+def _describe_deny(d: Decision, policy: Policy | None) -> str:
+    line = f"denied: {d.reason}" + (f" [rule {d.rule}]" if d.rule else "") + f" ({d.code})"
+    if policy is not None and d.argv and d.argv[0] in policy.commands:
+        line += "\nallowed forms:\n" + helptext.command_help(policy.commands[d.argv[0]])
+    return line
+
+
+# --------------------------------------------------------------------------- ForceCommand
+
+
+def force_command(args: list[str]) -> int:
+    raw = os.environb.get(b"SSH_ORIGINAL_COMMAND", b"")
+    try:
+        policy_path, _, extra = _options(args)
+        if extra:
+            raise ValueError(f"unexpected argument {extra[0]!r}")
+    except ValueError as exc:
+        return _finish(deny(raw, "policy.error", f"bad wrapper command line: {exc}; fix the ForceCommand line"), None)
+    if not raw:
+        d = deny(raw, "input.empty", "no command given; interactive logins are not available. "
+                 "Run: ssh HOST 'COMMAND', e.g. ssh HOST help")
+        return _finish(d, None, EX_USAGE)
+    if not sys.flags.isolated:
+        d = deny(raw, "setup.not-isolated", "the wrapper must run as 'python -I' so the session's "
+                 "environment cannot change it; fix the ForceCommand line")
+        return _finish(d, None)
+    try:
+        policy = load(policy_path)
+    except PolicyError as exc:
+        return _finish(deny(raw, "policy.error", f"the policy is invalid, every command is denied: {exc}"), None)
+    return _finish(decide(raw, policy), policy)
+
+
+def _finish(d: Decision, policy: Policy | None, deny_status: int = EX_NOPERM) -> int:
+    """Audit, then print / refuse / execute. Nothing runs unless the record was written."""
+    try:
+        from . import audit
+
+        audit.record(d, os.environ)
+    except Deny as exc:
+        _err(f"denied: {exc.message} ({exc.code})")
+        return EX_NOPERM
+    except Exception as exc:  # the audit sink itself is broken: fail closed
+        _err(f"denied: the audit record could not be written ({type(exc).__name__}); nothing was executed (audit.unavailable)")
+        return EX_NOPERM
+    if d.decision == HELP:
+        assert policy is not None
+        sys.stdout.write(helptext.render(policy, d.argv[1] if len(d.argv) > 1 else None))
+        sys.stdout.flush()
+        return EX_OK
+    if d.decision != ALLOW:
+        _err(_describe_deny(d, policy))
+        return deny_status
+    from .execute import execute
+
+    sys.stdout.flush()
+    execute(d)  # does not return
+
+
+# --------------------------------------------------------------------------- check / lint / help
+
+
+def check(args: list[str]) -> int:
+    try:
+        policy_path, flags, commands = _options(args, ("--json",))
+        if not commands:
+            raise ValueError("no command string given")
+    except ValueError as exc:
+        _err(f"{exc}\n{USAGE}")
+        return CHECK_ERROR
+    try:
+        policy = load(policy_path)
+    except PolicyError as exc:
+        _err(f"policy error: {exc}")
+        return CHECK_ERROR
+    status = CHECK_ALLOW
+    for command in commands:
+        d = decide(os.fsencode(command), policy)
+        if d.decision == DENY:
+            status = CHECK_DENY
+        if "--json" in flags:
+            print(json.dumps(as_json(d), ensure_ascii=False))
+        elif d.decision == DENY:
+            print(_describe_deny(d, None))
+        else:
+            print(f"{d.decision}: {' '.join(d.exec_argv) or ' '.join(d.argv)}" + (f" [rule {d.rule}]" if d.rule else ""))
+    return status
+
+
+def as_json(d: Decision) -> dict:
+    return {
+        "decision": d.decision,
+        "argv": list(d.argv),
+        "executable": d.executable,
+        "reason": d.reason,
+        "rule": d.rule,
+        "code": d.code,
+        "exec_argv": list(d.exec_argv),
+        "paths": [{"value": p.value, "resolved": p.resolved, "kind": p.kind} for p in d.paths],
+        "timeout": d.timeout,
+    }
+
+
+def lint(args: list[str]) -> int:
+    from .lint import lint_policy
+
+    try:
+        policy_path, _, extra = _options(args)
+        if extra:
+            raise ValueError(f"unexpected argument {extra[0]!r}")
+    except ValueError as exc:
+        _err(f"{exc}\n{USAGE}")
+        return CHECK_ERROR
+    try:
+        policy = load(policy_path)
+    except PolicyError as exc:
+        _err(f"policy error: {exc}")
+        return CHECK_ERROR
+    problems = lint_policy(policy)
+    for p in problems:
+        print(p)
+    print(f"{policy_path}: {len(policy.examples)} examples, {len(problems)} problem(s)")
+    return CHECK_DENY if problems else CHECK_ALLOW
+
+
+def help_(args: list[str]) -> int:
+    try:
+        policy_path, _, topic = _options(args)
+        policy = load(policy_path)
+    except (ValueError, PolicyError) as exc:
+        _err(str(exc))
+        return CHECK_ERROR
+    sys.stdout.write(helptext.render(policy, topic[0] if topic else None))
+    return EX_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args and args[0] == "check":
+            return check(args[1:])
+        if args and args[0] == "lint":
+            return lint(args[1:])
+        if args and args[0] == "help":
+            return help_(args[1:])
+        if args and args[0] in ("-h", "--help"):
+            sys.stdout.write(USAGE)
+            return EX_OK
+        return force_command(args)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # fail closed: nothing has been executed
+        _err(f"denied: internal error ({type(exc).__name__}); nothing was executed (internal.error)")
+        return EX_SOFTWARE

@@ -506,6 +506,29 @@ let
       ;
   }) client.programs.ssh.matchBlocks;
 
+  # ------------------------------------------------- package.nix, with stubs
+  # buildPythonApplication returns its arguments, so the recipe itself can be
+  # inspected; `src` is never forced (it would copy the repo to the store).
+
+  pyStub = extra: {
+    buildPythonApplication = attrs: attrs;
+    setuptools = fakeDrv "setuptools";
+    bashlex = fakeDrv "bashlex";
+    structlog = fakeDrv "structlog";
+    pytestCheckHook = fakeDrv "pytest-check-hook";
+    hypothesis = fakeDrv "hypothesis";
+  } // extra;
+  callPackageRecipe =
+    ps:
+    import ../../nix/package.nix {
+      inherit lib;
+      python3Packages = ps;
+      bashInteractive = pkgs.bashInteractive;
+    };
+  recipe = callPackageRecipe (pyStub { systemd-python = fakeDrv "systemd-python"; });
+  recipeOld = callPackageRecipe (pyStub { systemd = fakeDrv "systemd-old"; });
+  depNames = r: map (d: d.name) r.dependencies;
+
   # ---------------------------------------------------------------- checks
 
   checks = {
@@ -594,6 +617,21 @@ let
       "/var/lib/zammad"
     ];
     "web-02: /persist SSH host keys denied" = lib.elem "/persist/etc/ssh/ssh_host_*_key" web02Deny;
+
+    # package
+    "package: pyproject build with setuptools" = recipe.pyproject && depNames { dependencies = recipe.build-system; } == [ "setuptools" ];
+    "package: version from pyproject.toml" = recipe.version == (lib.importTOML ../../pyproject.toml).project.version;
+    "package: runtime dependencies" = depNames recipe == [ "bashlex" "structlog" "systemd-python" ];
+    "package: older channels fall back to ps.systemd" = lib.last (depNames recipeOld) == "systemd-old";
+    "package: tests run with pytest + hypothesis" =
+      lib.all (n: lib.elem n (map (d: d.name) recipe.nativeCheckInputs)) [ "pytest-check-hook" "hypothesis" ];
+    "package: root/e2e suites excluded" =
+      recipe.disabledTestMarks == [ "e2e" "root" ]
+      && lib.all (p: lib.elem p [ "tests/e2e" "tests/root" ]) recipe.disabledTestPaths;
+    "package: policies installed to share/diag-wrapper/policy" =
+      lib.hasInfix ''install -Dm444 -t "$out/share/diag-wrapper/policy" policy/*.toml'' recipe.postInstall;
+    "package: shebang gets -I and is verified" =
+      lib.hasInfix "\\1 -I|" recipe.postFixup && lib.hasInfix "does not run python -I" recipe.postFixup;
 
     # client
     "client: web-02 routed to diag@web-02.cloonar.com" =

@@ -348,7 +348,10 @@ def load(path: str) -> Policy:
             deny.append(DenyEntry(p, _typed(f"{w}.why", d["why"], str, "a string")))
         cmds = _typed(f"{src}: commands", data.get("commands", {}), dict, "a table of commands")
         for name, table in cmds.items():
-            commands[name] = _command(name, table, named)
+            try:
+                commands[name] = _command(name, table, named)
+            except PolicyError as exc:
+                raise PolicyError(f"{src}: {exc}") from None
         for i, e in enumerate(_typed(f"{src}: examples", data.get("examples", []), list, "a list of examples")):
             w = f"{src}: examples[{i}]"
             _keys(w, e, {"command", "decision", "code"}, {"command", "decision"})

@@ -54,10 +54,11 @@ class E2E:
     data_file: Path
     marker_dir: Path
 
-    def attempt(self, command, *options: str, expect_records: int = 1, timeout: float = 30):
+    def attempt(self, command, *options: str, expect_records: int = 1, timeout: float = 30,
+                stdin_open: bool = False):
         """Run one ssh attempt; returns (CompletedProcess, audit records it produced)."""
         cursor = self.journald.cursor()
-        result = self.ssh.run(command, *options, timeout=timeout)
+        result = self.ssh.run(command, *options, timeout=timeout, stdin_open=stdin_open)
         records = self.journald.records_since(cursor, expect=expect_records,
                                               timeout=5 if expect_records else 0.5)
         return result, records

@@ -434,9 +434,18 @@ class SshClient:
         ]
 
     def run(self, command: str | bytes | None, *options: str, timeout: float = 30,
-            input: bytes | None = None) -> subprocess.CompletedProcess:
+            stdin_open: bool = False) -> subprocess.CompletedProcess:
+        """One ssh connection. stdin is /dev/null, or (stdin_open) a pipe that never hits EOF,
+        as an interactive user's terminal would be (with -tt and EOF on stdin the client
+        hangs up before the exit status arrives)."""
         argv: list = self.argv(*options)
         if command is not None:
             argv.append(command)
-        return subprocess.run(argv, input=input, stdin=None if input is not None else subprocess.DEVNULL,
-                              capture_output=True, timeout=timeout)
+        if not stdin_open:
+            return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        r, w = os.pipe()
+        try:
+            return subprocess.run(argv, stdin=r, capture_output=True, timeout=timeout)
+        finally:
+            os.close(r)
+            os.close(w)

@@ -49,7 +49,8 @@ let
   isBareKey = k: builtins.match "(ssh-|ecdsa-|sk-)[^ ]+ [A-Za-z0-9+/=]+( .*)?" k != null;
 
   # Environment variables that would let a client change what the login
-  # shell (bash -c) or the dynamic loader does before the wrapper runs.
+  # shell (bash -c), the dynamic loader or the interpreter does before the
+  # wrapper's own checks run.
   dangerousEnv = [
     "BASH_ENV"
     "ENV"
@@ -60,6 +61,10 @@ let
     "LD_PRELOAD"
     "LD_LIBRARY_PATH"
     "LD_AUDIT"
+    # nixpkgs' Python honours these in its sitecustomize even under -I
+    "NIX_PYTHONPATH"
+    "NIX_PYTHONEXECUTABLE"
+    "NIX_PYTHONPREFIX"
   ];
   # AcceptEnv patterns use '*' and '?'; translate one to a regex.
   envPatternRegex =

@@ -58,16 +58,42 @@ ps.buildPythonApplication {
 
   # Suites that need root, a real sshd or a real journald cannot run in the
   # build sandbox; the VM test (nix/tests/web-02.nix) covers that path.
+  # tests/nix checks the Nix files and scripts/, which are not in `src`.
   # (older pytestCheckHooks abort on a path that does not exist, hence the filter)
   disabledTestPaths = lib.filter (p: builtins.pathExists (../. + "/${p}")) [
     "tests/e2e"
     "tests/root"
+    "tests/nix"
   ];
   # Same exclusion by marker (nixpkgs >= 25.05; an unknown attribute is a
   # harmless environment variable on older channels).
   disabledTestMarks = [
     "e2e"
     "root"
+  ];
+
+  # Tests start `sys.executable -I ...` (the isolation the ForceCommand needs).
+  # -I ignores PYTHONPATH, which is how the build hands the check its inputs,
+  # so give the tests an interpreter that finds them without it: a venv whose
+  # .pth lists $out and the inputs. nixpkgs' sitecustomize makes it
+  # sys.executable of the test process (NIX_PYTHONEXECUTABLE).
+  preCheck = ''
+    venv="$NIX_BUILD_TOP/check-venv"
+    ${ps.python.interpreter} -m venv --without-pip "$venv"
+    purelib=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    { echo "$out/${ps.python.sitePackages}"; tr ':' '\n' <<<"''${PYTHONPATH-}"; } >"$purelib/nix-check-inputs.pth"
+    export NIX_PYTHONEXECUTABLE="$venv/bin/python"
+  '';
+
+  # nixpkgs' Python reads NIX_PYTHONPATH / NIX_PYTHONEXECUTABLE / NIX_PYTHONPREFIX
+  # in its sitecustomize even under -I; never let them reach the interpreter.
+  makeWrapperArgs = [
+    "--unset"
+    "NIX_PYTHONPATH"
+    "--unset"
+    "NIX_PYTHONEXECUTABLE"
+    "--unset"
+    "NIX_PYTHONPREFIX"
   ];
 
   pythonImportsCheck = [ "diag_wrapper" ];

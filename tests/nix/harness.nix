@@ -451,6 +451,7 @@ let
   };
   acceptStar = variant { services.openssh.settings.AcceptEnv = [ "*" ]; };
   acceptBash = variant { services.openssh.settings.AcceptEnv = [ "BASH_*" ]; };
+  acceptNix = variant { services.openssh.settings.AcceptEnv = [ "NIX_PYTHON?ATH" ]; };
   allowUsersMissing = variant { services.openssh.settings.AllowUsers = [ "root" ]; };
   allowUsersOk = variant {
     services.openssh.settings.AllowUsers = [
@@ -516,6 +517,10 @@ let
     bashlex = fakeDrv "bashlex";
     structlog = fakeDrv "structlog";
     pytestCheckHook = fakeDrv "pytest-check-hook";
+    python = fakeDrv "python3-3.13" // {
+      interpreter = "/nix/store/00000000000000000000000000000000-python3-3.13/bin/python3.13";
+      sitePackages = "lib/python3.13/site-packages";
+    };
     hypothesis = fakeDrv "hypothesis";
   } // extra;
   callPackageRecipe =
@@ -596,6 +601,7 @@ let
     "AcceptEnv LANG LC_* is fine" = acceptOk.failedAssertions == [ ];
     "AcceptEnv * is refused" = mentions "AcceptEnv" acceptStar.failedAssertions;
     "AcceptEnv BASH_* is refused" = mentions "BASH_*" acceptBash.failedAssertions;
+    "AcceptEnv NIX_PYTHON?ATH is refused" = mentions "NIX_PYTHON?ATH" acceptNix.failedAssertions;
     "AllowUsers without diag is refused" = mentions "AllowUsers" allowUsersMissing.failedAssertions;
     "AllowUsers with diag is fine" = allowUsersOk.failedAssertions == [ ];
     "keys with their own options are refused" = mentions "bare public keys" keyWithOptions.failedAssertions;
@@ -627,9 +633,14 @@ let
       lib.all (n: lib.elem n (map (d: d.name) recipe.nativeCheckInputs)) [ "pytest-check-hook" "hypothesis" ];
     "package: root/e2e suites excluded" =
       recipe.disabledTestMarks == [ "e2e" "root" ]
-      && lib.all (p: lib.elem p [ "tests/e2e" "tests/root" ]) recipe.disabledTestPaths;
+      && lib.all (p: lib.elem p [ "tests/e2e" "tests/root" "tests/nix" ]) recipe.disabledTestPaths
+      && lib.elem "tests/nix" recipe.disabledTestPaths;
     "package: policies installed to share/diag-wrapper/policy" =
       lib.hasInfix ''install -Dm444 -t "$out/share/diag-wrapper/policy" policy/*.toml'' recipe.postInstall;
+    "package: wrapper unsets the NIX_PYTHON* variables" =
+      lib.all (v: lib.elem v recipe.makeWrapperArgs) [ "NIX_PYTHONPATH" "NIX_PYTHONEXECUTABLE" "NIX_PYTHONPREFIX" ];
+    "package: tests get an isolated-capable interpreter" =
+      lib.hasInfix "NIX_PYTHONEXECUTABLE=" recipe.preCheck && lib.hasInfix "nix-check-inputs.pth" recipe.preCheck;
     "package: shebang gets -I and is verified" =
       lib.hasInfix "\\1 -I|" recipe.postFixup && lib.hasInfix "does not run python -I" recipe.postFixup;
 

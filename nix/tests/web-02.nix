@@ -167,6 +167,26 @@ pkgs.testers.runNixOSTest {
         )
         client.succeed("kill $(cat /tmp/forward.pid)")
 
+    with subtest("NIX_PYTHON* cannot inject code into the isolated interpreter"):
+        # nixpkgs' sitecustomize honours NIX_PYTHONPATH even under -I; the
+        # installed bin/diag-wrapper unsets it before Python starts.
+        server.succeed(
+            "install -d -m 755 /tmp/evil",
+            "echo 'import os; open(\"/tmp/pwned\", \"w\").close()' > /tmp/evil/evil.pth",
+            "chmod 644 /tmp/evil/evil.pth",
+        )
+        inject = "NIX_PYTHONPATH=/tmp/evil PYTHONPATH=/tmp/evil SSH_ORIGINAL_COMMAND=help"
+        # control: the bare interpreter script does load it
+        server.execute(
+            f"su -s /bin/sh diag -c '{inject} ${diagPackage}/bin/.diag-wrapper-wrapped --policy /etc/diag-wrapper/policy.toml'"
+        )
+        server.succeed("test -e /tmp/pwned && rm /tmp/pwned")
+        # the installed entry point does not
+        server.succeed(
+            f"su -s /bin/sh diag -c '{inject} ${diagPackage}/bin/diag-wrapper --policy /etc/diag-wrapper/policy.toml'"
+        )
+        server.fail("test -e /tmp/pwned")
+
     with subtest("the server's journal holds one record per decision"):
         records = [
             json.loads(line)

@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
-from typing import Any
-
 from diag_wrapper.errors import Deny
+
+# Annotations only (never evaluated: ``from __future__ import annotations``); importing
+# typing / collections.abc would cost milliseconds on the start-up path.
+Any = object
+Mapping = dict
 
 SYSLOG_IDENTIFIER = "diag-wrapper"
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -72,8 +74,8 @@ _CERT_TYPES = {
 def _escape_table() -> dict[int, str]:
     table = {c: f"\\x{c:02x}" for c in range(0x20)}
     table.update({c: f"\\x{c:02x}" for c in range(0x7F, 0xA0)})  # DEL and C1 (incl. NEL)
-    table.update({c: f"\\u{c:04x}" for c in (0x2028, 0x2029)})  # line/paragraph separators
-    table.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000)})  # lone surrogates
+    table[0x2028] = "\\u2028"  # line separator
+    table[0x2029] = "\\u2029"  # paragraph separator
     table[0x5C] = "\\\\"  # backslash, so the escaping is unambiguous
     return table
 
@@ -82,8 +84,11 @@ _ESCAPES = _escape_table()
 
 
 def escape_control(text: str) -> str:
-    """Make every control character visible: ``\\n`` -> ``\\x0a``, ``\\`` -> ``\\\\``."""
-    return text.translate(_ESCAPES)
+    """Make every control character visible: newline -> ``\\x0a``, backslash -> ``\\\\``.
+
+    Lone surrogates (undecodable bytes) become ``\\udcXX`` as well.
+    """
+    return text.translate(_ESCAPES).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _to_bytes(value: str) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,10 +71,9 @@ def e2e() -> E2E:
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
-    work = Path(tempfile.mkdtemp(prefix="diag-e2e-"))
+    work = harness.make_workdir()
     ns = journald = sshd = user = None
     try:
-        work.chmod(0o755)
         python = harness.build_venv(work)
 
         policy_dir = work / "policy"
@@ -96,6 +94,7 @@ def e2e() -> E2E:
 
         wrapper = os.environ.get("DIAG_E2E_WRAPPER") or f"{python} -I -m diag_wrapper --policy {policy}"
 
+        harness.LoginUser.remove_stale()
         user = harness.LoginUser().create()
         client_key = work / "client_ed25519"
         pub = harness.keygen(client_key, "diag-e2e client")

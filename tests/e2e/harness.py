@@ -34,6 +34,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,6 +68,41 @@ fi
 echo ready
 exec sleep 86400
 """
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGKILL this child if pytest dies (PR_SET_PDEATHSIG), so a killed test
+    run cannot leave journald, sshd or the namespace holder behind."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def make_workdir(prefix: str = "diag-e2e-") -> Path:
+    """A world-readable temp dir; also removes ones left by killed runs (owner pid gone)."""
+    tmp = Path(tempfile.gettempdir())
+    for old in tmp.glob(f"{prefix}*"):
+        owner = old / "owner.pid"
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(pid):
+            shutil.rmtree(old, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    work.chmod(0o755)
+    (work / "owner.pid").write_text(str(os.getpid()))
+    return work
 
 
 def missing_programs() -> list[str]:
@@ -119,7 +155,7 @@ class Namespace:
         self.proc = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c", SETUP_SCRIPT],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_die_with_parent,
         )
         assert self.proc.stdin and self.proc.stdout
         self.proc.stdin.write(JOURNALD_CONF.encode())
@@ -140,7 +176,8 @@ class Namespace:
         return subprocess.run(self.nsenter(argv), **kw)
 
     def popen(self, argv: list[str], **kw) -> subprocess.Popen:
-        return subprocess.Popen(self.nsenter(argv), start_new_session=True, **kw)
+        return subprocess.Popen(self.nsenter(argv), start_new_session=True,
+                                preexec_fn=_die_with_parent, **kw)
 
     def path(self, inside: str) -> Path:
         """A path inside the namespace, as seen from outside (root only)."""
@@ -226,10 +263,25 @@ class LoginUser:
         self.name = f"{prefix}{secrets.token_hex(3)}"
         self.created = False
 
+    @classmethod
+    def remove_stale(cls, prefix: str = "diage2e") -> None:
+        """Remove test users left by a killed run: marked by our GECOS comment, and the
+        pytest process that created them is gone (a concurrent run's user is kept)."""
+        for entry in pwd.getpwall():
+            if not (entry.pw_name.startswith(prefix) and entry.pw_gecos.startswith(cls.COMMENT)):
+                continue
+            owner = entry.pw_gecos.rpartition("pid ")[2]
+            if owner.isdigit() and _alive(int(owner)):
+                continue
+            stale = cls.__new__(cls)
+            stale.name, stale.created = entry.pw_name, True
+            stale.remove()
+
     def create(self) -> "LoginUser":
         subprocess.run(
             ["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "systemd-journal",
-             "--user-group", "--password", "*", "--comment", self.COMMENT, self.name],
+             "--user-group", "--password", "*", "--comment", f"{self.COMMENT} pid {os.getpid()}",
+             self.name],
             check=True, capture_output=True,
         )
         self.created = True

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,7 +137,3 @@ def journald_down(e2e: E2E):
 def sshd_log(e2e: E2E) -> str:
     return e2e.sshd.log.read_text(errors="replace")
 
-
-def run_as_user(e2e: E2E, argv: list[str]) -> subprocess.CompletedProcess:
-    return e2e.ns.run(["setpriv", f"--reuid={e2e.user.name}", f"--regid={e2e.user.name}",
-                       "--init-groups", "--", *argv])

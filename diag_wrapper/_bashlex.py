@@ -40,7 +40,7 @@ mode: str | None = None
 
 
 def parse(source: str) -> list:
-    """``bashlex.parse(source)``; same trees, same exceptions."""
+    """``bashlex.parse(source)`` as in a fresh process: same trees, same exceptions."""
     return (_parse or _load())(source)
 
 
@@ -95,7 +95,7 @@ def _import_with_tables() -> None:
     import importlib.util
 
     try:
-        from diag_wrapper import _bashlex_tables as T
+        T = importlib.import_module("diag_wrapper._bashlex_tables")
     except ImportError as e:  # pragma: no cover - only if the generated module is missing
         raise _Mismatch(f"no shipped tables ({e})") from None
     if T.TABLES_FORMAT != 1:
@@ -163,5 +163,17 @@ def _load():
             mode = f"stock: cached import failed: {e!r}"
     import bashlex
 
-    _parse = bashlex.parse
+    # Stock bashlex quirk: tokenizer.eoftoken is a process-wide singleton, and yacc pins
+    # `.lexer` on it at the first syntax error at end of input; every later "unexpected
+    # EOF" error then reports the first input's text and length.  Unpinning it before each
+    # call makes parse(s) behave as stock bashlex.parse(s) does in a fresh process, which
+    # is what an SSH command gets, whatever ran before in a `check` batch.
+    eof = bashlex.tokenizer.eoftoken.__dict__
+    stock_parse = bashlex.parse
+
+    def parse_fresh(source: str) -> list:
+        eof.pop("lexer", None)
+        return stock_parse(source)
+
+    _parse = parse_fresh
     return _parse

@@ -123,19 +123,28 @@ def _finish(d: Decision, policy: Policy | None, deny_status: int = EX_NOPERM) ->
 # --------------------------------------------------------------------------- check / lint / help
 
 
-def check(args: list[str]) -> int:
+class _UsageError(Exception):
+    """A subcommand's command line or policy is unusable: exit 2 with a message."""
+
+
+def _setup(args: list[str], flags: tuple[str, ...] = (), operands: str = "none") -> tuple[Policy, set[str], list[str]]:
+    """Options and policy of check/lint/help; ``operands``: "none", "some" (at least one) or "any"."""
     try:
-        policy_path, flags, commands = _options(args, ("--json",))
-        if not commands:
-            raise ValueError("no command string given")
+        policy_path, seen, rest = _options(args, flags)
     except ValueError as exc:
-        _err(f"{exc}\n{USAGE}")
-        return CHECK_ERROR
+        raise _UsageError(f"{exc}\n{USAGE}") from None
+    if operands == "none" and rest:
+        raise _UsageError(f"unexpected argument {rest[0]!r}\n{USAGE}")
+    if operands == "some" and not rest:
+        raise _UsageError(f"no command string given\n{USAGE}")
     try:
-        policy = load(policy_path)
+        return load(policy_path), seen, rest
     except PolicyError as exc:
-        _err(f"policy error: {exc}")
-        return CHECK_ERROR
+        raise _UsageError(f"policy error: {exc}") from None
+
+
+def check(args: list[str]) -> int:
+    policy, flags, commands = _setup(args, ("--json",), "some")
     status = CHECK_ALLOW
     for command in commands:
         d = decide(os.fsencode(command), policy)
@@ -167,45 +176,30 @@ def as_json(d: Decision) -> dict:
 def lint(args: list[str]) -> int:
     from .lint import lint_policy
 
-    try:
-        policy_path, _, extra = _options(args)
-        if extra:
-            raise ValueError(f"unexpected argument {extra[0]!r}")
-    except ValueError as exc:
-        _err(f"{exc}\n{USAGE}")
-        return CHECK_ERROR
-    try:
-        policy = load(policy_path)
-    except PolicyError as exc:
-        _err(f"policy error: {exc}")
-        return CHECK_ERROR
+    policy, _, _ = _setup(args)
     problems = lint_policy(policy)
     for p in problems:
         print(p)
-    print(f"{policy_path}: {len(policy.examples)} examples, {len(problems)} problem(s)")
+    print(f"{policy.sources[-1]}: {len(policy.examples)} examples, {len(problems)} problem(s)")
     return CHECK_DENY if problems else CHECK_ALLOW
 
 
 def help_(args: list[str]) -> int:
-    try:
-        policy_path, _, topic = _options(args)
-        policy = load(policy_path)
-    except (ValueError, PolicyError) as exc:
-        _err(str(exc))
-        return CHECK_ERROR
+    policy, _, topic = _setup(args, operands="any")
     sys.stdout.write(helptext.render(policy, topic[0] if topic else None))
     return EX_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    subcommands = {"check": check, "lint": lint, "help": help_}
     try:
-        if args and args[0] == "check":
-            return check(args[1:])
-        if args and args[0] == "lint":
-            return lint(args[1:])
-        if args and args[0] == "help":
-            return help_(args[1:])
+        if args and args[0] in subcommands:
+            try:
+                return subcommands[args[0]](args[1:])
+            except _UsageError as exc:
+                _err(str(exc))
+                return CHECK_ERROR
         if args and args[0] in ("-h", "--help"):
             sys.stdout.write(USAGE)
             return EX_OK

@@ -7,11 +7,9 @@ same ``decide()`` without auditing or executing. Exit codes are in README.md.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-from . import helptext
 from .decision import ALLOW, DENY, HELP, Decision, decide, deny
 from .errors import Deny, PolicyError
 from .policy import DEFAULT_POLICY, Policy, load
@@ -64,6 +62,8 @@ def _options(args: list[str], flags: tuple[str, ...] = ()) -> tuple[str, set[str
 def _describe_deny(d: Decision, policy: Policy | None) -> str:
     line = f"denied: {d.reason}" + (f" [rule {d.rule}]" if d.rule else "") + f" ({d.code})"
     if policy is not None and d.argv and d.argv[0] in policy.commands:
+        from . import helptext
+
         line += "\nallowed forms:\n" + helptext.command_help(policy.commands[d.argv[0]])
     return line
 
@@ -107,6 +107,8 @@ def _finish(d: Decision, policy: Policy | None, deny_status: int = EX_NOPERM) ->
         _err(f"denied: the audit record could not be written ({type(exc).__name__}); nothing was executed (audit.unavailable)")
         return EX_NOPERM
     if d.decision == HELP:
+        from . import helptext
+
         assert policy is not None
         sys.stdout.write(helptext.render(policy, d.argv[1] if len(d.argv) > 1 else None))
         sys.stdout.flush()
@@ -144,6 +146,8 @@ def _setup(args: list[str], flags: tuple[str, ...] = (), operands: str = "none")
 
 
 def check(args: list[str]) -> int:
+    import json
+
     policy, flags, commands = _setup(args, ("--json",), "some")
     status = CHECK_ALLOW
     for command in commands:
@@ -185,6 +189,8 @@ def lint(args: list[str]) -> int:
 
 
 def help_(args: list[str]) -> int:
+    from . import helptext
+
     policy, _, topic = _setup(args, operands="any")
     sys.stdout.write(helptext.render(policy, topic[0] if topic else None))
     return EX_OK

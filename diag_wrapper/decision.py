@@ -8,13 +8,13 @@ exec) live in ``audit`` and ``execute`` and only consume a ``Decision``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from .errors import Deny
 
 if TYPE_CHECKING:
-    from .deny import FsView
+    from .deny import DenyList, FsView
     from .policy import Policy
 
 ALLOW = "allow"
@@ -22,8 +22,7 @@ DENY = "deny"
 HELP = "help"
 
 
-@dataclass(frozen=True)
-class PathCheck:
+class PathCheck(NamedTuple):
     """One path-typed value, as given and as resolved (realpath)."""
 
     value: str
@@ -31,8 +30,7 @@ class PathCheck:
     kind: str  # "file" or "tree"
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     decision: str  # ALLOW, DENY or HELP
     code: str  # "allow", "help", or a deny code such as "path.denied"
     reason: str  # one human line
@@ -41,7 +39,7 @@ class Decision:
     argv: tuple[str, ...] = ()  # the words as parsed (empty if parsing failed)
     exec_argv: tuple[str, ...] = ()  # what is handed to execve (forced args included)
     executable: str | None = None  # absolute path from the policy's search path
-    env: dict[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = MappingProxyType({})
     timeout: int | None = None  # wall-clock seconds, survives exec
     paths: tuple[PathCheck, ...] = ()
     layers: tuple[str, ...] = ()  # which protections applied (see issue on identity/sandbox)
@@ -65,19 +63,23 @@ def deny(raw: bytes, code: str, reason: str, rule: str | None = None, argv: tupl
 
 
 def decide(raw: bytes, policy: "Policy", fs: "FsView | None" = None) -> Decision:
-    """The whole decision for one command string. Never raises."""
+    """The whole decision for one command string. Never raises.
+
+    ``fs`` is the filesystem view the path checks see; None means the real one,
+    whose compiled deny list is kept per policy for the life of the process.
+    """
     argv: tuple[str, ...] = ()
     try:
         # The stages import this module's types, so they are imported here, not at the top.
         from . import match, parse
-        from .deny import DenyList, RealFs
-
         argv = parse.parse_command(raw, policy.settings.max_command_bytes)
         if argv[0] == "help" and len(argv) <= 2:
             return Decision(HELP, "help", "help requested", raw, rule="help", argv=argv)
         m = match.match(argv, policy)
-        denylist = DenyList(policy.deny, fs or RealFs())
-        checks = tuple(denylist.check(value, kind) for value, kind in m.paths)
+        checks = ()
+        if m.paths:  # the deny list is compiled only for commands that name paths
+            denylist = _denylist(policy, fs)
+            checks = tuple(denylist.check(value, kind) for value, kind in m.paths)
         executable = _executable(m.command.name, policy.settings.search_path)
         env = {"PATH": ":".join(policy.settings.search_path), **BASE_ENV, **m.command.env}
         return Decision(
@@ -98,6 +100,20 @@ def decide(raw: bytes, policy: "Policy", fs: "FsView | None" = None) -> Decision
         return deny(raw, d.code, d.message, d.rule, argv)
     except Exception as exc:  # fail closed: a bug is a deny, never a traceback
         return deny(raw, "internal.error", f"internal error ({type(exc).__name__}); nothing was executed", None, argv)
+
+
+_compiled: dict[int, tuple["Policy", "DenyList"]] = {}
+
+
+def _denylist(policy: "Policy", fs: "FsView | None") -> "DenyList":
+    from .deny import DenyList
+
+    if fs is not None:
+        return DenyList(policy.deny, fs)
+    hit = _compiled.get(id(policy))
+    if hit is None or hit[0] is not policy:
+        hit = _compiled[id(policy)] = (policy, DenyList(policy.deny))
+    return hit[1]
 
 
 def _executable(name: str, search_path: tuple[str, ...]) -> str:

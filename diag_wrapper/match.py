@@ -11,14 +11,13 @@ subcommand (longest match) and fill the typed argument slots.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import Deny
 from .policy import ArgSlot, Command, Form, Option, Policy
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
     rule: str  # "journalctl", "systemctl status"
     command: Command
     form: Form  # the subcommand's form, or the command's own

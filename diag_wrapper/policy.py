@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from .deny import DenyEntry, validate_entry
 from .errors import PolicyError
@@ -30,8 +29,7 @@ _SUBCOMMAND_WORD = re.compile(r"[a-z0-9][a-z0-9-]*")
 _OPTION_NAME = re.compile(r"-[A-Za-z0-9]|--?[A-Za-z0-9][A-Za-z0-9-]+")
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     names: tuple[str, ...]
     value: ValueType | None = None  # None: a flag
     value_mode: str = "required"  # how a value is found: see README
@@ -39,16 +37,14 @@ class Option:
     help: str = ""
 
 
-@dataclass(frozen=True)
-class ArgSlot:
+class ArgSlot(NamedTuple):
     name: str
     type: ValueType
     min: int
     max: int
 
 
-@dataclass(frozen=True)
-class Form:
+class Form(NamedTuple):
     """The options and positionals accepted by a command or one subcommand."""
 
     summary: str = ""
@@ -56,28 +52,25 @@ class Form:
     args: tuple[ArgSlot, ...] = ()
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     name: str
     form: Form  # global options (and the positionals when there are no subcommands)
     subcommands: Mapping[tuple[str, ...], Form]
     forced_args: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = MappingProxyType({})
     timeout: int | None = None
     option_style: str = "gnu"
     short_clusters: bool = True
-    index: Mapping[str, Option] = field(default_factory=dict)  # every option name it knows
+    index: Mapping[str, Option] = MappingProxyType({})  # every option name it knows
 
 
-@dataclass(frozen=True)
-class Example:
+class Example(NamedTuple):
     command: str
     decision: str
     code: str | None = None
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     search_path: tuple[str, ...] = ("/run/current-system/sw/bin",)
     max_command_bytes: int = 4096
     timeout: int = 60
@@ -85,8 +78,7 @@ class Settings:
     persist_roots: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     settings: Settings
     commands: Mapping[str, Command]
     deny: tuple[DenyEntry, ...]
@@ -330,7 +322,7 @@ def load(path: str) -> Policy:
     deny: list[DenyEntry] = []
     examples: list[Example] = []
     for src, data in files:
-        s = _keys(f"{src}: settings", data.get("settings", {}), set(Settings.__dataclass_fields__))
+        s = _keys(f"{src}: settings", data.get("settings", {}), set(Settings._fields))
         settings.update(s)
         types = _typed(f"{src}: types", data.get("types", {}), dict, "a table of value types")
         for tname, spec in types.items():

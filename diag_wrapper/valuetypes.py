@@ -10,7 +10,7 @@ the deny stage resolves them and refuses anything at or under a deny entry.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 KINDS = ("unit", "int", "time", "enum", "list", "field_match", "pattern", "regex", "file", "tree")
 PATH_KINDS = ("file", "tree")
@@ -27,8 +27,7 @@ _INT = re.compile(r"[+-]?[0-9]{1,18}")
 _MAX_VALUE = 4096
 
 
-@dataclass(frozen=True)
-class ValueType:
+class ValueType(NamedTuple):
     kind: str
     min: int | None = None
     max: int | None = None

@@ -150,6 +150,8 @@ def _value_type(where: str, spec: Any, named: Mapping[str, ValueType]) -> ValueT
             return named[spec]
         if spec in KINDS and not ({"min", "max", "values", "pattern"} & _TYPE_KEYS[spec]):
             return ValueType(kind=spec)
+        if spec in KINDS:
+            raise _fail(where, f"type {spec!r} needs parameters: write {{ type = {spec!r}, ... }}")
         raise _fail(where, f"unknown value type {spec!r} (built in: {', '.join(KINDS)}; or define it under [types])")
     table = _keys(where, spec, {"type"} | set().union(*_TYPE_KEYS.values()), {"type"})
     kind = _typed(f"{where}.type", table["type"], str, "a string")

@@ -44,6 +44,7 @@ BAD = [
     ("empty search path", "[settings]\nsearch_path = []\n", "at least one"),
     ("bad sandbox mode", "[settings]\nsandbox = 'maybe'\n", "sandbox"),
     ("unknown value type", "[commands.cat]\nargs = [{ name = 'F', type = 'filez' }]\n", "unknown value type"),
+    ("int named without parameters", "[commands.head]\noptions = [{ names = ['-n'], value = 'int' }]\n", "needs parameters"),
     ("int without bounds", "[commands.head]\noptions = [{ names = ['-n'], value = { type = 'int' } }]\n", "min and max"),
     ("bad regex", "[types]\nx = { type = 'regex', pattern = '(' }\n", "does not compile"),
     ("type shadows builtin", "[types]\nfile = { type = 'pattern' }\n", "shadows"),

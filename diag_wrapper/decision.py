@@ -77,9 +77,11 @@ def decide(raw: bytes, policy: "Policy", fs: "FsView | None" = None) -> Decision
             return Decision(HELP, "help", "help requested", raw, rule="help", argv=argv)
         m = match.match(argv, policy)
         checks = ()
+        layers = ("allowlist",)
         if m.paths:  # the deny list is compiled only for commands that name paths
             denylist = _denylist(policy, fs)
             checks = tuple(denylist.check(value, kind) for value, kind in m.paths)
+            layers += ("path-denylist", "identity") if denylist.identity else ("path-denylist",)
         executable = _executable(m.command.name, policy.settings.search_path)
         env = {"PATH": ":".join(policy.settings.search_path), **BASE_ENV, **m.command.env}
         return Decision(
@@ -94,7 +96,7 @@ def decide(raw: bytes, policy: "Policy", fs: "FsView | None" = None) -> Decision
             env=env,
             timeout=m.command.timeout or policy.settings.timeout,
             paths=checks,
-            layers=("allowlist", "path-denylist") if checks else ("allowlist",),
+            layers=layers,
         )
     except Deny as d:
         return deny(raw, d.code, d.message, d.rule, argv)

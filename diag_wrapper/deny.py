@@ -38,9 +38,19 @@ Why the checks look the way they do:
   ``/proc/*/environ``).  This assumes the recursive tools allowed do not follow
   symlinks found inside the tree (``grep -r``, ``ls -R``, ``du`` without ``-L``).
 
-Decisions are pure functions of the inputs and the :class:`FsView`.  Bind mounts are
-invisible to path strings; checking (st_dev, st_ino) of every traversed name against
-the entries' identities belongs in :meth:`DenyList._check_name`, which sees each name.
+* **Identity.**  Bind mounts and hard links are invisible to path strings: impermanence
+  bind-mounts ``/persist/...`` onto ``/etc/ssh/...`` and ``/var/lib/...``, and realpath
+  cannot see it.  So when the list is compiled, every entry that exists (``*`` expanded,
+  ``/proc`` excepted) is stat'ed and its (st_dev, st_ino) kept; a value is refused when
+  it, or any name the walk passes through, *is* one of those objects, whatever it is
+  called.  A tree is refused when a deny entry lies inside it as the kernel sees it: on
+  the same file system (st_dev) at or below the tree's place in that file system
+  (``/proc/self/mountinfo`` gives each mount's root), or inside any mount beneath the
+  tree (a bind of a secret, or of a directory that holds one).  Not found: a *file* inside
+  a denied directory hard-linked elsewhere (that would need a walk of every denied tree);
+  diag cannot make one (no write access, ``fs.protected_hardlinks``).
+
+Decisions are pure functions of the inputs and the :class:`FsView`.
 """
 
 from __future__ import annotations
@@ -49,8 +59,7 @@ import glob as _glob
 import os
 import re
 import stat
-from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import NamedTuple, Protocol, Sequence
 
 from .decision import PathCheck
 from .errors import Deny
@@ -62,8 +71,7 @@ MAX_SYMLINKS = 40  # Linux MAXSYMLINKS: beyond this the kernel fails with ELOOP 
 _Comp = str | re.Pattern[str]  # a literal component or a compiled one-component glob
 
 
-@dataclass(frozen=True)
-class DenyEntry:
+class DenyEntry(NamedTuple):
     """One ``[[deny]]`` entry: an absolute path, ``*`` allowed within components."""
 
     path: str
@@ -108,6 +116,30 @@ class FsView(Protocol):
     def glob(self, pattern: str) -> list[str]: ...
     def lstat(self, p: str) -> os.stat_result: ...
     def readlink(self, p: str) -> str: ...
+    def stat(self, p: str) -> os.stat_result: ...
+    def mounts(self) -> list["Mount"]: ...
+
+
+class Mount(NamedTuple):
+    """One line of /proc/self/mountinfo: where a file system's ``root`` is mounted."""
+
+    root: tuple[str, ...]  # the directory of its file system that is mounted
+    point: tuple[str, ...]  # the mount point
+
+
+_MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """Mounts in the order the kernel lists them (a later one on the same point hides the earlier)."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if len(fields) < 5:
+            continue
+        root, point = (_MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), f) for f in fields[3:5])
+        out.append(Mount(_split(root), _split(point)))
+    return out
 
 
 class RealFs:
@@ -131,6 +163,13 @@ class RealFs:
     def readlink(self, p: str) -> str:
         return os.readlink(p)
 
+    def stat(self, p: str) -> os.stat_result:
+        return os.stat(p)
+
+    def mounts(self) -> list[Mount]:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            return parse_mountinfo(fh.read())
+
 
 def _split(path: str) -> tuple[str, ...]:
     return tuple(c for c in path.split("/") if c)
@@ -148,8 +187,7 @@ def _comp_matches(pattern: _Comp, comp: str) -> bool:
     return pattern.fullmatch(comp) is not None
 
 
-@dataclass(frozen=True)
-class _Pattern:
+class _Pattern(NamedTuple):
     comps: tuple[_Comp, ...]
     entry: DenyEntry
     shown: str  # how the message names it: the entry, or "ALIAS (alias of ENTRY)"
@@ -193,6 +231,84 @@ class DenyList:
                 add(comps, entry, "/" + "/".join(comps))
         self._patterns = tuple(patterns.values())
         self._aliases_list = tuple(aliases)
+        self._compile_identities()
+
+    # ----------------------------------------------------------------- identity
+
+    def _ident(self, p: str) -> tuple[int, int] | None:
+        try:
+            st = self._fs.stat(p)
+        except (OSError, ValueError):
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def _compile_identities(self) -> None:
+        """(st_dev, st_ino) of every existing entry, and where each lies in its file system."""
+        try:
+            mounts = self._fs.mounts()
+        except (OSError, ValueError):
+            mounts = []
+        self._mounts = tuple(mounts)
+        self._ids: dict[tuple[int, int], DenyEntry] = {}
+        self._located: list[tuple[int, tuple[str, ...], DenyEntry]] = []  # (st_dev, place in fs, entry)
+        for entry in self._entries:
+            if _in_proc(_split(entry.path)):
+                continue
+            try:
+                found = self._fs.glob(entry.path) if "*" in entry.path else [entry.path]
+            except (OSError, ValueError):
+                found = []
+            for match in found:
+                ident = self._ident(match)
+                if ident is None or ident in self._ids:
+                    continue
+                self._ids[ident] = entry
+                try:
+                    real = _split(self._fs.realpath(match))
+                except (OSError, ValueError):
+                    continue
+                self._located.append((ident[0], self._in_fs(real), entry))
+        self.identity = bool(self._ids)
+
+    def _in_fs(self, real: tuple[str, ...]) -> tuple[str, ...]:
+        """Where the resolved path ``real`` lies within its own file system."""
+        best: Mount | None = None
+        for m in self._mounts:  # the last mount on the deepest point is the one in effect
+            if real[: len(m.point)] == m.point and (best is None or len(m.point) >= len(best.point)):
+                best = m
+        return real if best is None else best.root + real[len(best.point):]
+
+    def _check_identity(self, value: str, name: tuple[str, ...], how: str) -> None:
+        ident = self._ident("/" + "/".join(name)) if self._ids else None
+        entry = self._ids.get(ident) if ident else None
+        if entry is not None:
+            raise Deny(
+                "path.denied",
+                f"{value} {how} {'/' + '/'.join(name)}, which is the same file as {entry.path}"
+                f" ({entry.why}) under another name (a bind mount or hard link);"
+                " this location is never readable through diag",
+                rule=f"deny:{entry.path}",
+            )
+
+    def _check_tree_identity(self, value: str, tree: tuple[str, ...]) -> None:
+        places = []  # (st_dev, place in that fs) of the tree and of every mount beneath it
+        ident = self._ident("/" + "/".join(tree))
+        if ident is not None:
+            places.append((ident[0], self._in_fs(tree)))
+        for m in self._mounts:
+            if m.point[: len(tree)] == tree and len(m.point) > len(tree):
+                mident = self._ident("/" + "/".join(m.point))
+                if mident is not None:
+                    places.append((mident[0], m.root))
+        for dev, place in places:
+            for edev, eplace, entry in self._located:
+                if edev == dev and eplace[: len(place)] == place:
+                    raise Deny(
+                        "path.tree-contains-denied",
+                        f"{value} is a tree that reaches {entry.path} ({entry.why}) through a"
+                        " mount or bind mount beneath it; name a narrower path beside it",
+                        rule=f"deny:{entry.path}",
+                    )
 
     def _aliases(self, entry: DenyEntry) -> list[tuple[str, ...]]:
         comps = _split(entry.path)
@@ -305,6 +421,10 @@ class DenyList:
             self._check_name(value, _split(resolved), "resolves to")
         for name in names:
             self._check_name(value, name, "passes through")
+        if resolved is not None:
+            self._check_identity(value, _split(resolved), "resolves to")
+        for name in names:
+            self._check_identity(value, name, "passes through")
         if resolved is None:
             raise Deny(
                 "match.bad-value",
@@ -327,4 +447,5 @@ class DenyList:
                         f" ({pat.entry.why}); name a narrower path beside it",
                         rule=f"deny:{pat.entry.path}",
                     )
+            self._check_tree_identity(value, tree)
         return PathCheck(value=value, resolved=resolved, kind=kind)

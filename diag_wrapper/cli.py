@@ -91,7 +91,29 @@ def force_command(args: list[str]) -> int:
         policy = load(policy_path)
     except PolicyError as exc:
         return _finish(deny(raw, "policy.error", f"the policy is invalid, every command is denied: {exc}"), None)
-    return _finish(decide(raw, policy), policy)
+    return _finish(_wall(decide(raw, policy), policy), policy)
+
+
+def _wall(d: Decision, policy: Policy) -> Decision:
+    """Put up the kernel wall (see sandbox.py) for an allowed command, before it is audited.
+
+    ``sandbox = "auto"`` goes on with the path checks alone when the namespaces cannot be
+    had, and the record says so; ``"required"`` denies; ``"off"`` skips it.
+    """
+    mode = policy.settings.sandbox
+    if d.decision != ALLOW or mode == "off":
+        return d
+    from . import sandbox
+
+    try:
+        sandbox.enter(sandbox.cover_list(e.path for e in policy.deny))
+    except OSError as exc:
+        if mode == "required":
+            return deny(d.command, "sandbox.unavailable", f"the kernel wall (user + mount namespace) could not be "
+                        f"set up ({exc}) and this host's policy requires it; nothing was executed", d.rule, d.argv)
+        return d._replace(layers=(*d.layers, "sandbox-unavailable"),
+                          reason=f"{d.reason}; kernel wall unavailable ({exc}), path checks only")
+    return d._replace(layers=(*d.layers, "sandbox"))
 
 
 def _finish(d: Decision, policy: Policy | None, deny_status: int = EX_NOPERM) -> int:

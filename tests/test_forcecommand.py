@@ -184,6 +184,7 @@ def test_allowed_command_is_audited_before_it_runs(fc):
     rec = fc.journald.records_since(cursor, expect=1)
     assert [r["DIAG_DECISION"] for r in rec] == ["allow"]
     assert rec[0]["DIAG_EXECUTABLE"] == str(fc.bin / "uptime")
+    assert rec[0]["DIAG_LAYERS"] == "allowlist,sandbox"  # the kernel wall went up before the exec
 
 
 def test_no_command_is_a_usage_error_not_a_shell(fc):

@@ -142,6 +142,15 @@ def parse_mountinfo(text: str) -> list[Mount]:
     return out
 
 
+def place_in_fs(mounts: Sequence[Mount], real: tuple[str, ...]) -> tuple[str, ...]:
+    """Where the resolved path ``real`` lies within its own file system."""
+    best: Mount | None = None
+    for m in mounts:  # the last mount on the deepest point is the one in effect
+        if real[: len(m.point)] == m.point and (best is None or len(m.point) >= len(best.point)):
+            best = m
+    return real if best is None else best.root + real[len(best.point):]
+
+
 class RealFs:
     """The real filesystem; ``cwd`` fixes the directory relative values start from."""
 
@@ -271,12 +280,7 @@ class DenyList:
         self.identity = bool(self._ids)
 
     def _in_fs(self, real: tuple[str, ...]) -> tuple[str, ...]:
-        """Where the resolved path ``real`` lies within its own file system."""
-        best: Mount | None = None
-        for m in self._mounts:  # the last mount on the deepest point is the one in effect
-            if real[: len(m.point)] == m.point and (best is None or len(m.point) >= len(best.point)):
-                best = m
-        return real if best is None else best.root + real[len(best.point):]
+        return place_in_fs(self._mounts, real)
 
     def _check_identity(self, value: str, name: tuple[str, ...], how: str) -> None:
         ident = self._ident("/" + "/".join(name)) if self._ids else None

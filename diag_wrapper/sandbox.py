@@ -55,6 +55,39 @@ def cover_list(patterns: Iterable[str]) -> list[str]:
     return out
 
 
+def other_names(cover: list[str], mountinfo: str) -> list[str]:
+    """Where else the kernel shows each covered path: through bind mounts of it or of a parent.
+
+    A mount whose root (the directory of its file system it shows) is a covered path, or
+    holds one, exposes it under the mount point: that name is covered too.
+    """
+    from .deny import parse_mountinfo, place_in_fs
+
+    mounts = parse_mountinfo(mountinfo)
+    located = []
+    for path in cover:
+        try:
+            located.append((os.stat(path).st_dev, place_in_fs(mounts, _split(path)), _split(path)))
+        except OSError:
+            continue
+    out: list[str] = []
+    for m in mounts:
+        try:
+            dev = os.stat("/" + "/".join(m.point)).st_dev
+        except OSError:
+            continue
+        for edev, place, real in located:
+            if edev == dev and place[: len(m.root)] == m.root:
+                exposed = m.point + place[len(m.root):]
+                if exposed != real:
+                    out.append("/" + "/".join(exposed))
+    return out
+
+
+def _split(path: str) -> tuple[str, ...]:
+    return tuple(c for c in path.split("/") if c)
+
+
 def _magic(path: str) -> bool:
     """/proc and /dev entries are per process or devices: the path checks refuse them."""
     return path in ("/proc", "/dev") or path.startswith(("/proc/", "/dev/"))

@@ -103,3 +103,40 @@ def test_auto_falls_back_with_a_journal_note(e2e, gap):
     assert rec["DIAG_DECISION"] == "allow"
     assert "sandbox-unavailable" in rec["DIAG_LAYERS"].split(",")
     assert "kernel wall unavailable" in rec["DIAG_REASON"]
+
+
+def test_the_wall_also_covers_bind_mounted_second_names(e2e, gap):
+    root = e2e.work / "bindtest"
+    secret = root / "parent" / "secret"
+    secret.mkdir(parents=True, exist_ok=True)
+    (secret / "token").write_text(SECRET + "\n")
+    (root / "parent" / "public.txt").write_text("public\n")
+    for d in (root / "b1", root / "b2"):
+        d.mkdir(exist_ok=True)
+    for p in (root, root / "parent", secret, root / "b1", root / "b2"):
+        p.chmod(0o755)
+    for p in (secret / "token", root / "parent" / "public.txt"):
+        p.chmod(0o644)
+    policy = e2e.policy.parent / "bind-auto.toml"
+    policy.write_text(
+        f'include = ["{e2e.policy}"]\n[settings]\nsandbox = "auto"\n'
+        f'search_path = ["{e2e.work / "gap-bin"}", "/usr/bin", "/bin"]\n'
+        f'[[deny]]\npath = "{secret}"\nwhy = "planted test secret"\n'
+        '[commands.gapcat]\nargs = [{ name = "X", type = "pattern", min = 1, max = 1 }]\n'
+    )
+    policy.chmod(0o644)
+    mounts = [(secret, root / "b1"), (root / "parent", root / "b2")]
+    try:
+        for src, dst in mounts:
+            assert e2e.ns.run(["mount", "--bind", str(src), str(dst)]).returncode == 0
+        for name in (root / "b1" / "token", root / "b2" / "secret" / "token"):
+            res = run_as_user(e2e, policy, f"gapcat {name}")
+            assert SECRET.encode() not in res.stdout + res.stderr, name
+            assert res.returncode != 0
+            # ...and the path checks alone (identity) refuse the same names when typed as paths
+            assert run_as_user(e2e, policy, f"cat {name}").returncode == 77
+        res = run_as_user(e2e, policy, f"gapcat {root / 'b2' / 'public.txt'}")
+        assert res.returncode == 0 and res.stdout == b"public\n"
+    finally:
+        for _, dst in reversed(mounts):
+            e2e.ns.run(["umount", str(dst)])

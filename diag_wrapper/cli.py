@@ -106,10 +106,9 @@ def _wall(d: Decision, policy: Policy) -> Decision:
     from . import sandbox
 
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
-            mountinfo = fh.read()
-        cover = sandbox.cover_list(e.path for e in policy.deny)
-        sandbox.enter(sandbox.cover_list([*cover, *sandbox.other_names(cover, mountinfo)]))
+        from .deny import RealFs
+
+        sandbox.enter(sandbox.wall_paths((e.path for e in policy.deny), RealFs().mounts()))
     except OSError as exc:
         if mode == "required":
             return deny(d.command, "sandbox.unavailable", f"the kernel wall (user + mount namespace) could not be "

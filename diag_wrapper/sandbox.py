@@ -24,7 +24,10 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:
+    from .deny import Mount
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -48,22 +51,31 @@ def cover_list(patterns: Iterable[str]) -> list[str]:
         for match in glob.glob(pattern, include_hidden=True) if "*" in pattern else [pattern]:
             if os.path.lexists(match):
                 found.update(p for p in (os.path.normpath(match), os.path.realpath(match)) if not _magic(p))
+    return _outermost(found)
+
+
+def wall_paths(patterns: Iterable[str], mounts: "Sequence[Mount]") -> list[str]:
+    """Everything the wall covers: the entries' paths and their other names through mounts."""
+    cover = cover_list(patterns)
+    return _outermost({*cover, *other_names(cover, mounts)})
+
+
+def _outermost(paths: Iterable[str]) -> list[str]:
     out: list[str] = []
-    for path in sorted(found, key=lambda p: (p.count("/"), p)):
+    for path in sorted(set(paths), key=lambda p: (p.count("/"), p)):
         if not any(path == c or path.startswith(c.rstrip("/") + "/") for c in out) and os.path.exists(path):
             out.append(path)
     return out
 
 
-def other_names(cover: list[str], mountinfo: str) -> list[str]:
+def other_names(cover: list[str], mounts: "Sequence[Mount]") -> list[str]:
     """Where else the kernel shows each covered path: through bind mounts of it or of a parent.
 
     A mount whose root (the directory of its file system it shows) is a covered path, or
     holds one, exposes it under the mount point: that name is covered too.
     """
-    from .deny import parse_mountinfo, place_in_fs
+    from .deny import place_in_fs
 
-    mounts = parse_mountinfo(mountinfo)
     located = []
     for path in cover:
         try:

@@ -31,3 +31,29 @@ def test_cover_list_leaves_proc_and_dev_to_the_path_checks():
     assert got == []
     assert all(not p.startswith(("/proc", "/dev")) for p in cover_list(["/etc/hostname", "/dev/fd"]))
     assert os.path.exists("/dev/fd")
+
+
+def test_wall_paths_add_the_names_bind_mounts_give_an_entry(tmp_path):
+    from diag_wrapper.deny import Mount
+    from diag_wrapper.sandbox import wall_paths
+
+    secret = tmp_path / "parent" / "secret"
+    secret.mkdir(parents=True)
+    (tmp_path / "b1").mkdir()
+    (tmp_path / "b2" / "secret").mkdir(parents=True)  # what the bind of the parent would show
+    comps = lambda p: tuple(c for c in str(p).split("/") if c)  # noqa: E731
+    mounts = [
+        Mount(root=(), point=()),  # the file system itself, at /
+        Mount(root=comps(secret), point=comps(tmp_path / "b1")),  # a bind of the secret
+        Mount(root=comps(tmp_path / "parent"), point=comps(tmp_path / "b2")),  # a bind of its parent
+    ]
+    got = wall_paths([str(secret)], mounts)
+    assert set(got) == {str(secret), str(tmp_path / "b1"), str(tmp_path / "b2" / "secret")}
+
+
+def test_mountinfo_is_parsed_with_its_escapes():
+    from diag_wrapper.deny import parse_mountinfo
+
+    line = r"36 35 98:0 /mnt\040dir /srv/with\040space rw,noatime master:1 - ext3 /dev/root rw"
+    (m,) = parse_mountinfo(line)
+    assert m.root == ("mnt dir",) and m.point == ("srv", "with space")

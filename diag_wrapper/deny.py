@@ -293,6 +293,28 @@ class DenyList:
                 " this location is never readable through diag",
                 rule=f"deny:{entry.path}",
             )
+        self._check_place(value, name, how)
+
+    def _check_place(self, value: str, name: tuple[str, ...], how: str) -> None:
+        """Refuse a name that shows a denied place of its file system: a bind mount of a
+        denied directory's subdirectory, or of a file inside it, has an identity of its own,
+        but lies at or under the entry's place in the same file system (st_dev)."""
+        if not self._located or _in_proc(name):
+            return
+        try:
+            dev = self._fs.lstat("/" + "/".join(name)).st_dev
+        except (OSError, ValueError):
+            return
+        place = self._in_fs(name)
+        for edev, eplace, entry in self._located:
+            if edev == dev and place[: len(eplace)] == eplace:
+                raise Deny(
+                    "path.denied",
+                    f"{value} {how} {'/' + '/'.join(name)}, which shows {'/' + '/'.join(place)} of the file"
+                    f" system that holds {entry.path} ({entry.why}): the same location through a bind"
+                    " mount; this location is never readable through diag",
+                    rule=f"deny:{entry.path}",
+                )
 
     def _check_tree_identity(self, value: str, tree: tuple[str, ...]) -> None:
         places = []  # (st_dev, place in that fs) of the tree and of every mount beneath it
@@ -306,7 +328,9 @@ class DenyList:
                     places.append((mident[0], m.root))
         for dev, place in places:
             for edev, eplace, entry in self._located:
-                if edev == dev and eplace[: len(place)] == place:
+                # the tree (or a mount beneath it) shows the entry's place, a parent of it,
+                # or a part of it (a bind of a denied directory's subdirectory or file)
+                if edev == dev and (eplace[: len(place)] == place or place[: len(eplace)] == eplace):
                     raise Deny(
                         "path.tree-contains-denied",
                         f"{value} is a tree that reaches {entry.path} ({entry.why}) through a"

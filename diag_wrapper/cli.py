@@ -101,6 +101,8 @@ def _wall(d: Decision, policy: Policy) -> Decision:
     had, and the record says so; ``"required"`` denies; ``"off"`` skips it.
     """
     mode = policy.settings.sandbox
+    if d.decision == ALLOW and d.paths:
+        d = _pass_fds(d, policy)
     if d.decision != ALLOW or mode == "off":
         return d
     from . import sandbox
@@ -116,6 +118,17 @@ def _wall(d: Decision, policy: Policy) -> Decision:
         return d._replace(layers=(*d.layers, "sandbox-unavailable"),
                           reason=f"{d.reason}; kernel wall unavailable ({exc}), path checks only")
     return d._replace(layers=(*d.layers, "sandbox"))
+
+
+def _pass_fds(d: Decision, policy: Policy) -> Decision:
+    """Hand single-file readers the checked files as open descriptors (execute.prepare)."""
+    from .decision import _denylist
+    from .execute import prepare
+
+    try:
+        return prepare(d, _denylist(policy, None))
+    except Deny as exc:
+        return deny(d.command, exc.code, exc.message, exc.rule or d.rule, d.argv)
 
 
 def _finish(d: Decision, policy: Policy | None, deny_status: int = EX_NOPERM) -> int:

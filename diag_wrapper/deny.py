@@ -279,6 +279,10 @@ class DenyList:
                 self._located.append((ident[0], self._in_fs(real), entry))
         self.identity = bool(self._ids)
 
+    def entry_with_identity(self, st: os.stat_result) -> DenyEntry | None:
+        """The entry whose existing match *is* this object (by st_dev, st_ino), if any."""
+        return self._ids.get((st.st_dev, st.st_ino))
+
     def _in_fs(self, real: tuple[str, ...]) -> tuple[str, ...]:
         return place_in_fs(self._mounts, real)
 

@@ -6,17 +6,127 @@ wall-clock limit is armed with ``alarm(2)``, which survives ``execve``: when it
 fires the command is killed by SIGALRM. Signal dispositions that Python
 changed (SIGPIPE, SIGXFSZ ignored) are put back first, or the command would
 inherit them.
+
+**fd passing** (:func:`prepare`, called before the record is written): for the
+single-file readers in :data:`FD_COMMANDS`, the command is not handed the names
+that were checked, to look up again later, but the files themselves. Each
+checked path is opened here, one component at a time from ``/`` with
+``O_PATH|O_NOFOLLOW`` (so a symlink swapped into any component since the
+check is refused, never followed; ``O_PATH`` opens nothing for reading, so a
+FIFO or device has no side effect), the open file's real path must be the
+checked one and pass the deny list again, and its (st_dev, st_ino) must not be
+an entry's. The word in argv becomes ``/dev/fd/N`` (``/proc/self/fd/N`` where
+``/dev/fd`` is missing), the descriptor is inherited, and the command's own
+``open()`` re-opens *that* inode through the magic link, with its own
+permissions: a symlink flipped after the check changes nothing. Output that
+names the file shows ``/dev/fd/N``: ``head``/``tail`` with several files
+(``==> /dev/fd/3 <==``), ``grep`` with several files or ``-H``/``-l``/``-L``,
+``wc`` (the name column), and error messages. ``tail -F`` follows the
+descriptor, not the name (a rotated log is not re-opened). Not passed (the
+name is handed over as before, the kernel wall covers the race there):
+trees (``grep -r``, ``ls -R``, ``du``), commands that show names or metadata
+(``ls``, ``stat``, ``df``, ``findmnt``, ``lsblk``), and a value that is also
+some other word of the same argv (``grep x x``).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from typing import NoReturn
+import stat
+from typing import TYPE_CHECKING, NoReturn
 
-from .decision import Decision
+from .decision import Decision, PathCheck
+from .errors import Deny
+
+if TYPE_CHECKING:
+    from .deny import DenyList
 
 _RESET = ("SIGPIPE", "SIGXFSZ", "SIGALRM", "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+
+FD_COMMANDS = frozenset({"cat", "head", "tail", "wc", "grep"})
+_O_WALK = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def fd_plan(d: Decision) -> tuple[tuple[int, PathCheck], ...]:
+    """(argv index, check) of each word to hand over as a descriptor; () when none is.
+
+    A value is replaced only when every word of argv equal to it is one of its path values
+    (the same count), so an option value or pattern spelled like a path is never touched.
+    """
+    argv = d.exec_argv
+    if not d.paths or not argv or argv[0] not in FD_COMMANDS or any(p.kind != "file" for p in d.paths):
+        return ()
+    out: list[tuple[int, PathCheck]] = []
+    for value in {p.value for p in d.paths}:
+        where = [i for i in range(1, len(argv)) if argv[i] == value]
+        checks = [p for p in d.paths if p.value == value]
+        if len(where) != len(checks):
+            return ()
+        out += zip(where, checks)
+    return tuple(sorted(out))
+
+
+def _fd_dir() -> str:
+    try:
+        return "/dev/fd" if os.readlink("/dev/fd") == "/proc/self/fd" else "/proc/self/fd"
+    except OSError:
+        return "/proc/self/fd"
+
+
+def open_checked(check: PathCheck, denylist: "DenyList") -> int:
+    """An O_PATH descriptor of exactly the checked file, or Deny; see the module docstring."""
+    value, resolved = check.value, check.resolved
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for comp in (c for c in resolved.split("/") if c):
+            nfd = os.open(comp, _O_WALK, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise Deny("path.changed", f"{value}: {resolved} became a symbolic link after it was checked;"
+                           " nothing was executed, try again")
+        st = os.fstat(fd)
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        if real != resolved:
+            raise Deny("path.changed", f"{value}: the file opened is {real}, not the {resolved} that was"
+                       " checked (it was moved or replaced); nothing was executed, try again")
+        again = denylist.check(real, "file")  # raises Deny if the opened name is denied now
+        entry = denylist.entry_with_identity(st)
+        if again.resolved != resolved or entry is not None:
+            raise Deny("path.denied", f"{value}: the file opened is {entry.path if entry else real}"
+                       f"{' (' + entry.why + ')' if entry else ''}; this location is never readable"
+                       " through diag", rule=f"deny:{entry.path}" if entry else None)
+        return fd
+    except OSError as exc:
+        os.close(fd)
+        raise Deny("path.unopenable", f"{value} cannot be opened ({exc.strerror or exc}); nothing was"
+                   " executed") from None
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def prepare(d: Decision, denylist: "DenyList") -> Decision:
+    """Open the checked files and rewrite argv to their descriptors (see above); Deny on any doubt."""
+    todo = fd_plan(d)
+    if not todo:
+        return d
+    argv = list(d.exec_argv)
+    fds: dict[str, int] = {}
+    fd_dir = _fd_dir()
+    try:
+        for i, check in todo:
+            if check.resolved not in fds:
+                fds[check.resolved] = open_checked(check, denylist)
+            argv[i] = f"{fd_dir}/{fds[check.resolved]}"
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    for fd in fds.values():
+        os.set_inheritable(fd, True)  # O_PATH descriptors survive execve; the command re-opens them
+    return d._replace(exec_argv=tuple(argv), layers=(*d.layers, "fd-passing"))
 
 
 def execute(decision: Decision) -> NoReturn:

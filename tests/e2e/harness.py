@@ -17,6 +17,11 @@
   TTY, ``ExposeAuthInfo yes``).
 * ``LoginUser``: an unprivileged login user (``/bin/bash``, in
   ``systemd-journal``) created with useradd and removed with userdel.
+* ``BootedSystemd``: this machine's systemd as PID 1 of a private PID + mount +
+  cgroup namespace (its own /run, cgroup file systems mounted afresh, accounting
+  off), running journald, the D-Bus system bus and a stand-in service from unit
+  files of our own (``SYSTEMD_UNIT_PATH``); powered off and its cgroups removed
+  at the end. It is how ``systemctl`` gets a real systemd to talk to here.
 * ``build_venv``: a venv from Debian's ``/usr/bin/python3`` (which the test user
   can execute) with the repository pip-installed non-editably.
 
@@ -501,3 +506,194 @@ class SshClient:
         finally:
             os.close(r)
             os.close(w)
+
+
+# --------------------------------------------------------------------------- systemd as PID 1
+
+SYSTEMD = "/lib/systemd/systemd"
+
+# Run by `unshare --pid --fork --mount --cgroup --mount-proc` (so as PID 1 of a new PID
+# namespace) from a cgroup made for it: private /run and /var/log/journal, the cgroup
+# file systems mounted afresh (in the new cgroup namespace they show only our own
+# subtree), resource accounting off (no v1 controller is touched), then systemd.
+BOOT_SCRIPT = r"""
+set -eu
+units=$1 layout=$2
+mount -t tmpfs -o mode=0755,size=64m diag-boot-run /run
+if [ -d /var/log/journal ]; then
+    mount -t tmpfs -o mode=2755,size=16m diag-boot-varlog /var/log/journal
+fi
+if [ "$layout" = hybrid ]; then
+    mount -t tmpfs -o mode=0755 diag-boot-cgroup /sys/fs/cgroup
+    mkdir /sys/fs/cgroup/systemd /sys/fs/cgroup/unified
+    mount -t cgroup -o none,name=systemd,xattr cgroup /sys/fs/cgroup/systemd
+    mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
+else
+    mount -t cgroup2 cgroup2 /sys/fs/cgroup
+fi
+mkdir -p /run/systemd/system.conf.d /run/systemd/journald.conf.d /run/log/journal
+# What systemd-tmpfiles does at boot: the journal readable by the systemd-journal group.
+chgrp systemd-journal /run/log/journal
+chmod 2755 /run/log/journal
+cat > /run/systemd/journald.conf.d/diag-e2e.conf  # JOURNALD_CONF, on stdin
+printf '[Manager]\nDefaultCPUAccounting=no\nDefaultIOAccounting=no\nDefaultIPAccounting=no\nDefaultMemoryAccounting=no\nDefaultTasksAccounting=no\nShowStatus=no\n' \
+    > /run/systemd/system.conf.d/diag-e2e.conf
+exec env -i container=diag-e2e SYSTEMD_UNIT_PATH="$units" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 "$0" --system --unit=diag-e2e.target --log-target=console --log-level=notice
+"""
+
+BOOT_UNITS = {
+    "diag-e2e.target": """\
+[Unit]
+Description=diag-wrapper e2e boot
+Wants=systemd-journald.socket systemd-journald.service dbus.socket dbus.service {service}
+After=systemd-journald.service dbus.service
+""",
+    "{service}": """\
+[Unit]
+Description=stand-in for the real {name}
+After=systemd-journald.socket
+
+[Service]
+ExecStart=/bin/sh -c 'echo "{marker}"; exec sleep infinity'
+StandardOutput=journal
+""",
+}
+
+
+def cgroup_layout() -> str:
+    """'hybrid' (cgroup v1 with a named systemd hierarchy + unified) or 'unified' (cgroup2 only)."""
+    return "hybrid" if os.path.isdir("/sys/fs/cgroup/unified") else "unified"
+
+
+class BootedSystemd:
+    """systemd as PID 1 of a private PID + mount + cgroup namespace, with journald, the
+    D-Bus system bus and one stand-in service, all from this machine's packages.
+
+    Commands join it with ``nsenter -t <pid> -m -p``: they see its /run (its bus and
+    journal sockets), its processes and nothing of the host's /run. A stand-in unit
+    named like one of web-02's services logs *marker* once, so ``journalctl -u`` and
+    ``systemctl status`` have something of theirs to show.
+    """
+
+    def __init__(self, workdir: Path, service: str, marker: str) -> None:
+        self.workdir = workdir
+        self.service = service
+        self.marker = marker
+        self.log = workdir / "systemd-boot.log"
+        self.units = workdir / "boot-units"
+        self.cgroups: list[Path] = []
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        """systemd's pid as the host sees it (the only child of the unshare process)."""
+        assert self.proc is not None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        if not children:
+            raise RuntimeError("systemd is not running")
+        return int(children[0])
+
+    def _write_units(self) -> None:
+        self.units.mkdir(exist_ok=True)
+        for unit in ("systemd-journald.socket", "systemd-journald-dev-log.socket",
+                     "systemd-journald.service", "dbus.socket", "dbus.service"):
+            text = Path("/lib/systemd/system", unit).read_text()
+            # A container has no OOM score to lower, nor kernel log to read.
+            text = "\n".join(l for l in text.splitlines() if not l.startswith(("OOMScoreAdjust=",)))
+            (self.units / unit).write_text(text + "\n")
+        name = self.service.removesuffix(".service")
+        for key, text in BOOT_UNITS.items():
+            (self.units / key.format(service=self.service)).write_text(
+                text.format(service=self.service, name=name, marker=self.marker))
+        chmod_world_readable(self.units)
+
+    def _make_cgroups(self) -> list[Path]:
+        tag = f"diag-e2e-{os.getpid()}-{secrets.token_hex(3)}"
+        roots = (["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"] if cgroup_layout() == "hybrid"
+                 else ["/sys/fs/cgroup"])
+        made = []
+        for root in roots:
+            path = Path(root, tag)
+            path.mkdir()
+            made.append(path)
+        return made
+
+    def start(self) -> "BootedSystemd":
+        self._write_units()
+        self.cgroups = self._make_cgroups()
+        procs_files = [str(c / "cgroup.procs") for c in self.cgroups]
+
+        def enter_cgroup() -> None:  # before unshare --cgroup, so that its root is ours
+            _die_with_parent()
+            for f in procs_files:
+                with open(f, "w") as fh:
+                    fh.write("0")
+
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["unshare", "--pid", "--fork", "--mount", "--cgroup", "--mount-proc",
+                 "--propagation", "private", "--", "/bin/sh", "-c", BOOT_SCRIPT, SYSTEMD,
+                 str(self.units), cgroup_layout()],
+                stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True,
+                preexec_fn=enter_cgroup,
+            )
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(JOURNALD_CONF.encode())
+        self.proc.stdin.close()
+        _wait_for(self._ready, 30, "systemd as PID 1", self.proc, self.log)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            res = self.run(["systemctl", "is-active", "--quiet", "diag-e2e.target", self.service,
+                            "dbus.service", "systemd-journald.service"], timeout=10)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired):
+            return False
+        return res.returncode == 0
+
+    def nsenter(self, argv: list[str]) -> list[str]:
+        return ["nsenter", "-t", str(self.pid), "-m", "-p", "--", *argv]
+
+    def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("timeout", 30)
+        return subprocess.run(self.nsenter(argv), **kw)
+
+    def records(self, cursor: str | None = None, identifier: str = "diag-wrapper") -> list[dict]:
+        self.run(["journalctl", "--sync"], timeout=15)
+        argv = ["journalctl", "-o", "json", "--no-pager", "--all"]
+        if cursor:
+            argv.append(f"--after-cursor={cursor}")
+        res = self.run(argv)
+        entries = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+        return [e for e in entries if e.get("SYSLOG_IDENTIFIER") == identifier]
+
+    def cursor(self) -> str | None:
+        self.run(["journalctl", "--sync"], timeout=15)
+        res = self.run(["journalctl", "-o", "json", "--no-pager", "-n", "1"])
+        lines = [line for line in res.stdout.splitlines() if line.strip()]
+        return json.loads(lines[-1])["__CURSOR"] if lines else None
+
+    def stop(self) -> None:
+        """Power off (systemd stops its units and removes their cgroups), then clean up."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGRTMIN + 4)  # poweroff, as a container manager asks
+                self.proc.wait(timeout=20)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired):
+                try:
+                    os.kill(self.pid, signal.SIGKILL)  # PID 1 of the namespace: takes all with it
+                except (RuntimeError, OSError):
+                    pass
+                _kill(self.proc)
+        for top in self.cgroups:
+            for sub in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                try:
+                    sub.rmdir()
+                except OSError:
+                    pass
+            try:
+                top.rmdir()
+            except OSError:
+                pass

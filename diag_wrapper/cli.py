@@ -95,29 +95,50 @@ def force_command(args: list[str]) -> int:
 
 
 def _wall(d: Decision, policy: Policy) -> Decision:
-    """Put up the kernel wall (see sandbox.py) for an allowed command, before it is audited.
+    """Make what runs read only what was checked, before it is audited.
 
-    ``sandbox = "auto"`` goes on with the path checks alone when the namespaces cannot be
-    had, and the record says so; ``"required"`` denies; ``"off"`` skips it.
+    Files for the single-file readers become open descriptors (execute.prepare). Then the
+    kernel wall (see sandbox.py): ``sandbox = "auto"`` goes on without it when the
+    namespaces cannot be had, and the record says so; ``"required"`` denies; ``"off"``
+    skips it. Without the wall, a name still handed over must be one only root can
+    change (deny.DenyList.check_stable), or the race would be open.
     """
     mode = policy.settings.sandbox
     if d.decision == ALLOW and d.paths:
         d = _pass_fds(d, policy)
-    if d.decision != ALLOW or mode == "off":
+    if d.decision != ALLOW:
         return d
-    from . import sandbox
-
-    try:
+    if mode != "off":
+        from . import sandbox
         from .deny import RealFs
 
-        sandbox.enter(sandbox.wall_paths((e.path for e in policy.deny), RealFs().mounts()))
-    except OSError as exc:
-        if mode == "required":
-            return deny(d.command, "sandbox.unavailable", f"the kernel wall (user + mount namespace) could not be "
-                        f"set up ({exc}) and this host's policy requires it; nothing was executed", d.rule, d.argv)
-        return d._replace(layers=(*d.layers, "sandbox-unavailable"),
-                          reason=f"{d.reason}; kernel wall unavailable ({exc}), path checks only")
-    return d._replace(layers=(*d.layers, "sandbox"))
+        try:
+            sandbox.enter(sandbox.wall_paths((e.path for e in policy.deny), RealFs().mounts()))
+        except OSError as exc:
+            if mode == "required":
+                return deny(d.command, "sandbox.unavailable", f"the kernel wall (user + mount namespace) could "
+                            f"not be set up ({exc}) and this host's policy requires it; nothing was executed",
+                            d.rule, d.argv)
+            d = d._replace(layers=(*d.layers, "sandbox-unavailable"),
+                           reason=f"{d.reason}; kernel wall unavailable ({exc}), path checks only")
+        else:
+            return d._replace(layers=(*d.layers, "sandbox"))
+    return _stable_names(d, policy)
+
+
+def _stable_names(d: Decision, policy: Policy) -> Decision:
+    """Without the wall: every name handed over (not passed as a descriptor) must be stable."""
+    if not d.paths or "fd-passing" in d.layers:
+        return d
+    from .decision import _denylist
+
+    denylist = _denylist(policy, None)
+    try:
+        for check in d.paths:
+            denylist.check_stable(check)
+    except Deny as exc:
+        return deny(d.command, exc.code, exc.message, exc.rule or d.rule, d.argv)
+    return d._replace(layers=(*d.layers, "stable-names"))
 
 
 def _pass_fds(d: Decision, policy: Policy) -> Decision:

@@ -46,9 +46,25 @@ Why the checks look the way they do:
   called.  A tree is refused when a deny entry lies inside it as the kernel sees it: on
   the same file system (st_dev) at or below the tree's place in that file system
   (``/proc/self/mountinfo`` gives each mount's root), or inside any mount beneath the
-  tree (a bind of a secret, or of a directory that holds one).  Not found: a *file* inside
-  a denied directory hard-linked elsewhere (that would need a walk of every denied tree);
-  diag cannot make one (no write access, ``fs.protected_hardlinks``).
+  tree (a bind of a secret, or of a directory that holds one).
+
+* **Hard links.**  A hard link of an entry that is a file is the same inode: identity
+  finds it.  A hard link of a *file inside* a denied directory is not an entry's identity,
+  and its other names cannot be listed without walking every denied tree.  So a regular
+  file with more than one name (``st_nlink > 1``) is read only when nobody but root can
+  have given it the other names: owned by root, writable by nobody else, and the kernel's
+  ``fs.protected_hardlinks`` on (then linking needs ownership or read *and* write access).
+  Otherwise it is refused (``path.hardlinked``).  Inside a tree the files are not walked:
+  there, a second name can only have been made (``protected_hardlinks``) by someone who
+  can already read the file, so it exposes nothing they could not copy.
+
+* **Stable names** (:meth:`DenyList.check_stable`).  A name that the command will look up
+  again itself can be changed between the check and that lookup by whoever may write a
+  directory it passes through.  Where the kernel wall is not up, a name is handed over only
+  when every directory the walk looks a name up in is owned by root and writable by
+  nobody else (or is sticky and the entry in it is root's, like ``/tmp/x`` made by root):
+  then only root can change what it reaches.  Otherwise ``path.unstable``.  (Files given as
+  open descriptors, see execute.py, need no such rule.)
 
 Decisions are pure functions of the inputs and the :class:`FsView`.
 """
@@ -118,6 +134,7 @@ class FsView(Protocol):
     def readlink(self, p: str) -> str: ...
     def stat(self, p: str) -> os.stat_result: ...
     def mounts(self) -> list["Mount"]: ...
+    def protected_hardlinks(self) -> bool: ...
 
 
 class Mount(NamedTuple):
@@ -178,6 +195,32 @@ class RealFs:
     def mounts(self) -> list[Mount]:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
             return parse_mountinfo(fh.read())
+
+    def protected_hardlinks(self) -> bool:
+        """``fs.protected_hardlinks`` is 1; unreadable or anything else counts as off."""
+        try:
+            with open("/proc/sys/fs/protected_hardlinks", encoding="ascii") as fh:
+                return fh.read().strip() == "1"
+        except (OSError, ValueError):
+            return False
+
+
+def hardlink_refusal(value: str, st: os.stat_result, protected: bool) -> Deny | None:
+    """The refusal for a regular file with other names that someone besides root may have
+    made (see "Hard links" above), or None."""
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink <= 1:
+        return None
+    if protected and st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None
+    who = ("fs.protected_hardlinks is off, so anyone could have made them" if not protected else
+           f"it is {'owned by uid ' + str(st.st_uid) if st.st_uid else 'writable by others'},"
+           " so not only root could have made them")
+    return Deny("path.hardlinked", f"{value} is a file with {st.st_nlink} names and {who}; one of them"
+                " may be inside a denied directory, so it is not read through diag")
+
+
+def _writable_by_others(st: os.stat_result) -> bool:
+    return st.st_uid != 0 or bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
 def _split(path: str) -> tuple[str, ...]:
@@ -278,6 +321,12 @@ class DenyList:
                     continue
                 self._located.append((ident[0], self._in_fs(real), entry))
         self.identity = bool(self._ids)
+
+    def check_links(self, value: str, st: os.stat_result) -> None:
+        """Raise the ``path.hardlinked`` refusal for this stat of ``value``, if it applies."""
+        refusal = hardlink_refusal(value, st, self._fs.protected_hardlinks())
+        if refusal is not None:
+            raise refusal
 
     def entry_with_identity(self, st: os.stat_result) -> DenyEntry | None:
         """The entry whose existing match *is* this object (by st_dev, st_ino), if any."""
@@ -436,18 +485,7 @@ class DenyList:
             raise Deny("match.bad-value", "'-' would mean standard input; name a file instead")
         if "\0" in value:
             raise Deny("match.bad-value", "path contains a NUL byte")
-        path = value
-        if not value.startswith("/"):
-            try:
-                cwd = self._fs.getcwd()
-            except (OSError, ValueError):
-                cwd = ""
-            if not cwd.startswith("/"):
-                raise Deny(
-                    "match.bad-value",
-                    f"{value} is relative but the working directory is unknown; use an absolute path",
-                )
-            path = cwd + "/" + value
+        path = self._absolute(value)
         resolved, names = self._resolve(path)
         if resolved is not None:
             self._check_name(value, _split(resolved), "resolves to")
@@ -480,4 +518,51 @@ class DenyList:
                         rule=f"deny:{pat.entry.path}",
                     )
             self._check_tree_identity(value, tree)
+        try:
+            st = self._fs.stat(resolved)
+        except (OSError, ValueError):
+            st = None
+        if st is not None:
+            self.check_links(value, st)
         return PathCheck(value=value, resolved=resolved, kind=kind)
+
+    def _absolute(self, value: str) -> str:
+        if value.startswith("/"):
+            return value
+        try:
+            cwd = self._fs.getcwd()
+        except (OSError, ValueError):
+            cwd = ""
+        if not cwd.startswith("/"):
+            raise Deny("match.bad-value", f"{value} is relative but the working directory is unknown;"
+                       " use an absolute path")
+        return cwd + "/" + value
+
+    def check_stable(self, check: PathCheck) -> None:
+        """Raise Deny unless only root can change what ``check.value`` reaches (see "Stable
+        names" above): every directory the walk looks a name up in is root's and writable by
+        nobody else, or sticky with the name in it root's."""
+        _, names = self._resolve(self._absolute(check.value))
+        for name in names:
+            parent = "/" + "/".join(name[:-1])
+            try:
+                pst = self._fs.lstat(parent)
+            except (OSError, ValueError):
+                pst = None
+            if pst is not None and not _writable_by_others(pst):
+                continue
+            if pst is not None and pst.st_uid == 0 and pst.st_mode & stat.S_ISVTX:
+                try:
+                    if self._fs.lstat("/" + "/".join(name)).st_uid == 0:
+                        continue  # sticky: only the entry's owner (root) or root may replace it
+                except (OSError, ValueError):
+                    pass  # missing: anyone who may write the directory could create it
+            who = "cannot be examined" if pst is None else (
+                f"is owned by uid {pst.st_uid}" if pst.st_uid else "is writable by group or others")
+            raise Deny(
+                "path.unstable",
+                f"{check.value}: the directory {parent} {who}, so {'/' + '/'.join(name)} could be"
+                " swapped between the check and the command's own lookup, and the kernel wall is not"
+                " up here; name it through root-owned directories, or read the file with cat, head,"
+                " tail, wc or grep (they get it as an open descriptor)",
+            )

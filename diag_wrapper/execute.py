@@ -14,8 +14,8 @@ checked path is opened here, one component at a time from ``/`` with
 ``O_PATH|O_NOFOLLOW`` (so a symlink swapped into any component since the
 check is refused, never followed; ``O_PATH`` opens nothing for reading, so a
 FIFO or device has no side effect), the open file's real path must be the
-checked one and pass the deny list again, and its (st_dev, st_ino) must not be
-an entry's. The word in argv becomes ``/dev/fd/N`` (``/proc/self/fd/N`` where
+checked one and pass the deny list again, its (st_dev, st_ino) must not be an
+entry's, and its link count must pass the hard-link rule (deny.py). The word in argv becomes ``/dev/fd/N`` (``/proc/self/fd/N`` where
 ``/dev/fd`` is missing), the descriptor is inherited, and the command's own
 ``open()`` re-opens *that* inode through the magic link, with its own
 permissions: a symlink flipped after the check changes nothing. Output that
@@ -23,10 +23,12 @@ names the file shows ``/dev/fd/N``: ``head``/``tail`` with several files
 (``==> /dev/fd/3 <==``), ``grep`` with several files or ``-H``/``-l``/``-L``,
 ``wc`` (the name column), and error messages. ``tail -F`` follows the
 descriptor, not the name (a rotated log is not re-opened). Not passed (the
-name is handed over as before, the kernel wall covers the race there):
-trees (``grep -r``, ``ls -R``, ``du``), commands that show names or metadata
-(``ls``, ``stat``, ``df``, ``findmnt``, ``lsblk``), and a value that is also
-some other word of the same argv (``grep x x``).
+name is handed over as before): trees (``grep -r``, ``ls -R``, ``du``),
+commands that show names or metadata (``ls``, ``stat``, ``df``, ``findmnt``,
+``lsblk``), and a value that is also some other word of the same argv
+(``grep x x``). There the kernel wall covers the race; where the wall is not
+up, such a name must be stable (``DenyList.check_stable``: only root can
+change what it reaches) or it is refused.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def open_checked(check: PathCheck, denylist: "DenyList") -> int:
             raise Deny("path.changed", f"{value}: the file opened is {real}, not the {resolved} that was"
                        " checked (it was moved or replaced); nothing was executed, try again")
         again = denylist.check(real, "file")  # raises Deny if the opened name is denied now
+        denylist.check_links(value, st)  # the opened file's own link count, not the name's
         entry = denylist.entry_with_identity(st)
         if again.resolved != resolved or entry is not None:
             raise Deny("path.denied", f"{value}: the file opened is {entry.path if entry else real}"

@@ -247,3 +247,35 @@ def test_sigpipe_is_restored_for_the_command(fc):
     proc.stdout.read(10)
     proc.stdout.close()
     assert proc.wait(timeout=20) == -signal.SIGPIPE
+
+
+def test_without_the_wall_only_stable_names_are_handed_over(fc, tmp_path):
+    # sandbox = "off": a name the command looks up itself must be one only root can change.
+    off = tmp_path / "off.toml"
+    off.write_text(f'include = ["{fc.policy}"]\n[settings]\nsandbox = "off"\n')
+    tmp_path.chmod(0o755)
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    os.chown(loose, 65534, 65534)  # another user may rename anything in here
+    (loose / "f").write_text("x")
+    (tmp_path / "stable").write_text("x")
+
+    cursor = fc.journald.cursor()
+    proc = fc.run(f"ls -l {loose / 'f'}", policy=off)
+    assert proc.returncode == 77 and b"path.unstable" in proc.stderr
+    assert fc.recorded() is None
+    rec = fc.journald.records_since(cursor, expect=1)[-1]
+    assert rec["DIAG_DECISION"] == "deny" and rec["DIAG_CODE"] == "path.unstable"
+
+    cursor = fc.journald.cursor()
+    proc = fc.run(f"ls -l {tmp_path / 'stable'}", policy=off)
+    assert proc.returncode == 7 and fc.recorded()[0][1:] == ["-l", str(tmp_path / "stable")]
+    rec = fc.journald.records_since(cursor, expect=1)[-1]
+    assert rec["DIAG_LAYERS"].split(",")[-1] == "stable-names"
+
+    # cat gets the file as an open descriptor, so no stable name is needed
+    proc = fc.run(f"cat {loose / 'f'}", policy=off)
+    assert proc.returncode == 7 and fc.recorded()[0][1:] == ["/dev/fd/3"]
+    # with the wall up (as here, by default) the same name is handed over as it is
+    proc = fc.run(f"ls -l {loose / 'f'}")
+    assert proc.returncode == 7 and fc.recorded()[0][1:] == ["-l", str(loose / "f")]

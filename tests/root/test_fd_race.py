@@ -8,39 +8,29 @@ passing stands alone), then ``execute`` (signal reset, alarm, ``execve`` of
 the real ``/usr/bin/cat``). Only the audit record is left out (no journald is
 needed for this). Not one byte of the secret may come out. The control runs
 the same loop with fd passing switched off and shows that the race is real
-there.
+there. Then the link moves into a directory of another user's, who flips it:
+descriptors still read only what was checked, and a name handed to a command
+as it is (``grep -r``) is refused every time, since that user could swap it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from swapper import flipping
 
 pytestmark = pytest.mark.root
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = b"FD-RACE-SECRET-5c1e"
 RUNS = int(os.environ.get("DIAG_FD_RACE_RUNS", "3000"))
-
-SWAP = r"""
-import os, sys
-link, a, b = sys.argv[1:4]
-tmp = link + ".tmp"
-targets = (a, b)
-i = 0
-while True:
-    i ^= 1
-    try:
-        os.symlink(targets[i], tmp)
-    except FileExistsError:
-        os.unlink(tmp)
-        continue
-    os.rename(tmp, link)
-"""
 
 DRIVE = r"""
 import os, sys
@@ -85,19 +75,14 @@ def race(tmp_path_factory):
         f'include = ["{REPO / "policy" / "fleet.toml"}"]\n[settings]\nsearch_path = ["/usr/bin"]\n'
         f'sandbox = "off"\n[[deny]]\npath = "{root / "denied"}"\nwhy = "race test secret"\n')
     link = root / "link"
-    os.symlink(root / "allowed.txt", link)
-    swapper = subprocess.Popen([sys.executable, "-c", SWAP, str(link), str(root / "allowed.txt"),
-                                str(root / "denied" / "secret.txt")])
-    try:
+    with flipping(link, root / "allowed.txt", root / "denied" / "secret.txt"):
         yield policy, link
-    finally:
-        swapper.kill()
-        swapper.wait()
 
 
-def _loop(policy: Path, link: Path, runs: int, fdpass: bool) -> tuple[bytes, dict[str, int]]:
+def _loop(policy: Path, link: Path, runs: int, fdpass: bool, command: str = "cat {link}"
+          ) -> tuple[bytes, dict[str, int]]:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
-    res = subprocess.run([sys.executable, "-c", DRIVE, str(policy), f"cat {link}", str(runs),
+    res = subprocess.run([sys.executable, "-c", DRIVE, str(policy), command.format(link=link), str(runs),
                           "on" if fdpass else "off"], env=env, capture_output=True, timeout=600, cwd="/")
     assert res.returncode == 0, res.stderr[-2000:]
     out = res.stdout
@@ -105,6 +90,7 @@ def _loop(policy: Path, link: Path, runs: int, fdpass: bool) -> tuple[bytes, dic
         "allowed": out.count(b"ALLOWED\n"),
         "denied": out.count(b"DENY path.denied\n"),
         "changed": out.count(b"DENY path.changed\n") + out.count(b"DENY path.unopenable\n"),
+        "unstable": out.count(b"DENY path.unstable\n"),
         "exits": out.count(b"EXIT "),
         "leaked": out.count(SECRET),
     }
@@ -129,3 +115,50 @@ def test_without_fd_passing_the_race_is_real(race):
         if _loop(policy, link, 1000, fdpass=False)[1]["leaked"]:
             return
     pytest.skip("no leak observed without fd passing in 5,000 runs (the race window is narrow here)")
+
+
+# The link in a directory another user owns, flipped by that user (uid 65534), with the
+# wall still off: the single-file reader still gets descriptors and reads what was checked;
+# a command that gets the name (grep -r) is refused every time, because the name is not
+# one only root can change.
+
+
+@pytest.fixture(scope="module")
+def foreign_race(race):
+    nobody = 65534
+    root = Path(tempfile.mkdtemp(prefix="diag-fdrace-"))  # reachable by that user, unlike tmp_path
+    try:
+        root.chmod(0o755)
+        (root / "denied").mkdir(mode=0o755)
+        (root / "allowed.txt").write_text("ALLOWED\n")
+        (root / "denied" / "secret.txt").write_bytes(SECRET + b"\n")
+        policy = root / "policy.toml"
+        policy.write_text(race[0].read_text().replace(str(race[1].parent / "denied"), str(root / "denied")))
+        loose = root / "loose"
+        loose.mkdir()
+        os.chown(loose, nobody, nobody)
+        link = loose / "link"
+        with flipping(link, root / "allowed.txt", root / "denied" / "secret.txt", user=nobody):
+            yield policy, link
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_name_another_user_can_swap_is_never_handed_over(foreign_race):
+    policy, link = foreign_race
+    runs = RUNS // 3
+    out, seen = _loop(policy, link, runs, fdpass=False, command="grep -r . {link}")
+    assert SECRET not in out, seen
+    # refused every time: as denied when the check saw the secret, as unstable otherwise
+    assert seen["exits"] == runs and seen["allowed"] == 0, seen
+    assert seen["unstable"] > 0 and seen["unstable"] + seen["denied"] == runs, seen
+
+
+def test_descriptors_need_no_stable_name(foreign_race):
+    policy, link = foreign_race
+    runs = RUNS // 3
+    out, seen = _loop(policy, link, runs, fdpass=True)
+    assert SECRET not in out, seen
+    assert seen["exits"] == runs, seen
+    assert seen["allowed"] > 0 and seen["denied"] > 0, seen  # the other user's flips raced the checks
+    assert seen["allowed"] + seen["denied"] + seen["changed"] == runs, (seen, out[-500:])

@@ -205,5 +205,12 @@ pkgs.testers.runNixOSTest {
         # the installed wrapper ran isolated (python -I) every time
         assert not any("not-isolated" in json.dumps(r) for r in records)
         assert not any(PLANTED in json.dumps(r) for r in records)
+        # systemctl and journalctl ran inside the kernel wall (user + mount
+        # namespace; NixOS allows unprivileged user namespaces) and still
+        # answered above: systemd over D-Bus, the journal through the group
+        for cmd in ("systemctl status invidious-companion.service", "journalctl -u sshd.service -n 5"):
+            rec = next(r for r in records if r.get("DIAG_COMMAND") == cmd)
+            assert rec["DIAG_DECISION"] == "allow", rec
+            assert rec["DIAG_LAYERS"].split(",")[-1] == "sandbox", rec
   '';
 }

@@ -324,6 +324,8 @@ class DenyList:
 
     def check_links(self, value: str, st: os.stat_result) -> None:
         """Raise the ``path.hardlinked`` refusal for this stat of ``value``, if it applies."""
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink <= 1:
+            return  # the common case: no need to read the sysctl
         refusal = hardlink_refusal(value, st, self._fs.protected_hardlinks())
         if refusal is not None:
             raise refusal

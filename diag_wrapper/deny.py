@@ -219,6 +219,9 @@ def hardlink_refusal(value: str, st: os.stat_result, protected: bool) -> Deny | 
                 " may be inside a denied directory, so it is not read through diag")
 
 
+_KERNEL_TREES = ("proc", "sys")
+
+
 def _writable_by_others(st: os.stat_result) -> bool:
     return st.st_uid != 0 or bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
@@ -546,6 +549,8 @@ class DenyList:
         nobody else, or sticky with the name in it root's."""
         _, names = self._resolve(self._absolute(check.value))
         for name in names:
+            if name[0] in _KERNEL_TREES and len(name) > 1:
+                continue  # procfs, sysfs: the kernel makes their names; no user can rename in them
             parent = "/" + "/".join(name[:-1])
             try:
                 pst = self._fs.lstat(parent)

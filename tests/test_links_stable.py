@@ -181,6 +181,16 @@ def test_relative_values_walk_from_the_working_directory(base: Path) -> None:
     assert _outcome(d.check_stable, PathCheck("../safe/f", str(safe / "f"), "file")) == "allow"
 
 
+def test_names_the_kernel_makes_are_stable(base: Path) -> None:
+    # /proc/PID belongs to the process's user, who still cannot rename anything in it
+    other = next((p for p in os.listdir("/proc") if p.isdigit() and os.stat(f"/proc/{p}").st_uid != 0), None)
+    d = _dl(base)
+    assert _stable(d, "/proc/self/status") == "allow"
+    assert _stable(d, "/sys/kernel") == "allow"
+    if other is not None:
+        assert _stable(d, f"/proc/{other}/status") == "allow"
+
+
 def test_the_refusal_names_the_directory_and_what_to_do(base: Path) -> None:
     d = _dir(base / "pub" / "w", os.geteuid(), 0o777)
     (d / "f").write_text("x")

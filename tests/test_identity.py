@@ -37,6 +37,11 @@ mount --bind /run/secrets /srv/innocent
 mount --bind /etc/ssh/ssh_host_ed25519_key /srv/hostkey
 mount --bind /var/lib /srv/varlib
 ln /etc/ssh/ssh_host_ed25519_key /etc/ssh/old-host-key
+echo N8N-STATE > /var/lib/n8n/state.db
+chown 65534:65534 /var/lib/n8n/state.db
+ln /var/lib/n8n/state.db /var/lib/nginx/state.db   # by its owner, out of the denied directory
+echo ROOT-FILE > /var/lib/nginx/shared
+ln /var/lib/nginx/shared /var/lib/nginx/shared.1    # root's, with two names
 exec "$PYTHON" -c "$DECIDE" "$POLICY" "$@"
 """
 
@@ -65,6 +70,13 @@ CASES = [
     ("du -sh /srv/varlib", "deny", "path.tree-contains-denied"),
     ("cat /etc/ssh/old-host-key", "deny", "path.denied"),  # a hard link of a denied file
     ("cat /run/secrets/token", "deny", "path.denied"),
+    # a file of a denied directory, hard-linked by its owner: no entry's identity, but
+    # more than one name that root did not alone make
+    ("cat /var/lib/nginx/state.db", "deny", "path.hardlinked"),
+    ("ls -l /var/lib/nginx/state.db", "deny", "path.hardlinked"),
+    ("cat /var/lib/nginx/shared.1", "allow", "allow"),  # root's links: only root made them
+    # known limit (README): files inside a tree are not link-counted
+    ("grep -r x /var/lib/nginx", "allow", "allow"),
     # beside the secrets, reading still works
     ("cat /srv/public/readme", "allow", "allow"),
     ("grep -r x /srv/public", "allow", "allow"),

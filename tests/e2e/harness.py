@@ -538,8 +538,10 @@ chmod 2755 /run/log/journal
 cat > /run/systemd/journald.conf.d/diag-e2e.conf  # JOURNALD_CONF, on stdin
 printf '[Manager]\nDefaultCPUAccounting=no\nDefaultIOAccounting=no\nDefaultIPAccounting=no\nDefaultMemoryAccounting=no\nDefaultTasksAccounting=no\nShowStatus=no\n' \
     > /run/systemd/system.conf.d/diag-e2e.conf
-exec env -i container=diag-e2e SYSTEMD_UNIT_PATH="$units" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 "$0" --system --unit=diag-e2e.target --log-target=console --log-level=notice
+# If the unshare process above us dies (a killed test run), the kernel kills systemd, and
+# with it, as PID 1, everything in the namespace.
+exec setpriv --pdeathsig KILL env -i container=diag-e2e SYSTEMD_UNIT_PATH="$units" \
+    PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$0" --system --unit=diag-e2e.target --log-target=console --log-level=notice
 """
 
 BOOT_UNITS = {
@@ -612,6 +614,11 @@ class BootedSystemd:
         tag = f"diag-e2e-{os.getpid()}-{secrets.token_hex(3)}"
         roots = (["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"] if cgroup_layout() == "hybrid"
                  else ["/sys/fs/cgroup"])
+        for root in roots:  # left by a killed run (its systemd died with it): empty, remove
+            for old in Path(root).glob("diag-e2e-*"):
+                owner = old.name.split("-")[2]
+                if owner.isdigit() and not _alive(int(owner)):
+                    _rmdir_tree(old)
         made = []
         for root in roots:
             path = Path(root, tag)
@@ -688,12 +695,17 @@ class BootedSystemd:
                     pass
                 _kill(self.proc)
         for top in self.cgroups:
-            for sub in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                try:
-                    sub.rmdir()
-                except OSError:
-                    pass
-            try:
-                top.rmdir()
-            except OSError:
-                pass
+            _rmdir_tree(top)
+
+
+def _rmdir_tree(top: Path) -> None:
+    """Remove an empty cgroup and its children (cgroup directories go by rmdir alone)."""
+    for sub in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
+    try:
+        top.rmdir()
+    except OSError:
+        pass

@@ -15,8 +15,9 @@ checked path is opened here, one component at a time from ``/`` with
 check is refused, never followed; ``O_PATH`` opens nothing for reading, so a
 FIFO or device has no side effect), the open file's real path must be the
 checked one and pass the deny list again, its (st_dev, st_ino) must not be an
-entry's, and its link count must pass the hard-link rule (deny.py). The word in argv becomes ``/dev/fd/N`` (``/proc/self/fd/N`` where
-``/dev/fd`` is missing), the descriptor is inherited, and the command's own
+entry's, and its link count must pass the hard-link rule (deny.py). The word
+in argv becomes ``/dev/fd/N`` (``/proc/self/fd/N`` where ``/dev/fd`` is
+missing), the descriptor is inherited, and the command's own
 ``open()`` re-opens *that* inode through the magic link, with its own
 permissions: a symlink flipped after the check changes nothing. Output that
 names the file shows ``/dev/fd/N``: ``head``/``tail`` with several files

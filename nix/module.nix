@@ -90,7 +90,10 @@ let
 
   policyValue = {
     include = [ cfg.hostPolicy ];
-    settings.search_path = [ cfg.searchPath ];
+    settings = {
+      search_path = [ cfg.searchPath ];
+    }
+    // lib.optionalAttrs (cfg.sandbox != null) { inherit (cfg) sandbox; };
   }
   // lib.optionalAttrs (cfg.extraDenyPaths != [ ]) {
     deny = map (p: {
@@ -195,6 +198,27 @@ in
       '';
     };
 
+    sandbox = mkOption {
+      type = types.nullOr (
+        types.enum [
+          "required"
+          "auto"
+          "off"
+        ]
+      );
+      default = null;
+      example = "required";
+      description = ''
+        The kernel wall: each allowed command runs in a new user + mount
+        namespace where every deny entry is covered. `"required"` refuses
+        every command when that namespace cannot be set up; `"auto"` goes on
+        with the path checks alone and says so in the audit record; `"off"`
+        never sets it up. `null` keeps the host policy's setting (the fleet
+        policy says `"auto"`). `"required"` needs
+        `security.allowUserNamespaces` (on by default).
+      '';
+    };
+
     searchPath = mkOption {
       type = types.str;
       default = "/run/current-system/sw/bin";
@@ -228,6 +252,10 @@ in
       {
         assertion = lib.all isBareKey cfg.authorizedKeys;
         message = "services.diag.authorizedKeys: give bare public keys (\"ssh-ed25519 AAAA... comment\"); the module adds restrict,command=... itself";
+      }
+      {
+        assertion = cfg.sandbox != "required" || config.security.allowUserNamespaces;
+        message = "services.diag.sandbox = \"required\" needs security.allowUserNamespaces = true, or every diag command is refused";
       }
       {
         assertion = sshd.enable;

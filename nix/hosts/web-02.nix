@@ -27,6 +27,10 @@ in
     # examples that `diag-wrapper lint` checks.
     hostPolicy = "${config.services.diag.package}/share/diag-wrapper/policy/web-02.toml";
 
+    # web-02 holds the most secrets and runs NixOS with unprivileged user
+    # namespaces: nothing runs unless the kernel wall is up.
+    sandbox = "required";
+
     # The same entries again, here, so this host keeps them even if
     # hostPolicy is ever switched back to fleet.toml. Deny entries from all
     # layers are concatenated; a duplicate is harmless and nothing removes one.

@@ -113,6 +113,11 @@ let
           default = [ ];
         };
 
+        security.allowUserNamespaces = mkOption {
+          type = types.bool;
+          default = true;
+        };
+
         users.users = mkOption {
           default = { };
           type = types.attrsOf (
@@ -464,6 +469,20 @@ let
   wrappersPath = variant { services.diag.searchPath = "/run/wrappers/bin"; };
   relativeHostPolicy = variant { services.diag.hostPolicy = "policy/fleet.toml"; };
   noSshd = variant { services.openssh.enable = lib.mkForce false; };
+  sandboxRequired = variant { services.diag.sandbox = "required"; };
+  sandboxNoUserns = variant {
+    services.diag.sandbox = "required";
+    security.allowUserNamespaces = false;
+  };
+  sandboxAutoNoUserns = variant {
+    services.diag.sandbox = "auto";
+    security.allowUserNamespaces = false;
+  };
+  web02NoUserns = summary (evalNixos [
+    base
+    ../../nix/hosts/web-02.nix
+    { security.allowUserNamespaces = false; }
+  ]);
   foreignMatch = variant {
     services.openssh.extraConfig = ''
       Match Group admins
@@ -584,6 +603,12 @@ let
     "policy text has the deny entries" =
       lib.hasInfix "[[deny]]" basic.policyText && lib.hasInfix ''path = "/var/lib/mautrix-*"'' basic.policyText;
     "policy text has no commands table without extraCommands" = !(basic.policyValue ? commands);
+    "sandbox unset: the host policy's setting stands" = !(basic.policyValue.settings ? sandbox);
+    "sandbox set: rendered into the policy's settings" =
+      sandboxRequired.policyValue.settings.sandbox == "required" && sandboxRequired.failedAssertions == [ ];
+    "sandbox required without user namespaces is refused" =
+      mentions "allowUserNamespaces" sandboxNoUserns.failedAssertions;
+    "sandbox auto without user namespaces is fine" = sandboxAutoNoUserns.failedAssertions == [ ];
     "extraCommands land in the policy" =
       extraCommands.policyValue.commands.uptime.summary == "how long the system has been running";
 
@@ -623,6 +648,9 @@ let
       "/var/lib/zammad"
     ];
     "web-02: /persist SSH host keys denied" = lib.elem "/persist/etc/ssh/ssh_host_*_key" web02Deny;
+    "web-02: the kernel wall is required" = web02.policyValue.settings.sandbox == "required";
+    "web-02: ... which a host without user namespaces is told" =
+      mentions "allowUserNamespaces" web02NoUserns.failedAssertions;
 
     # package
     "package: pyproject build with setuptools" = recipe.pyproject && depNames { dependencies = recipe.build-system; } == [ "setuptools" ];

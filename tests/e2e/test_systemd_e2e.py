@@ -31,6 +31,13 @@ def booted(e2e):
     policy = e2e.policy.parent / "systemd-required.toml"
     policy.write_text(f'include = ["{e2e.policy}"]\n[settings]\nsandbox = "required"\n')
     policy.chmod(0o644)
+    # The unit files' directory as a deny entry: `systemctl cat` reads them itself, by a
+    # path it gets from systemd, which no path check of the wrapper ever sees.
+    for mode in ("required", "off"):
+        p = e2e.policy.parent / f"systemd-units-{mode}.toml"
+        p.write_text(f'include = ["{e2e.policy}"]\n[settings]\nsandbox = "{mode}"\n'
+                     f'[[deny]]\npath = "{boot.units}"\nwhy = "stand-in for a secret unit directory"\n')
+        p.chmod(0o644)
     try:
         boot.start()
         yield boot, policy
@@ -38,9 +45,10 @@ def booted(e2e):
         boot.stop()
 
 
-def wrapper(e2e, booted, command: str):
+def wrapper(e2e, booted, command: str, policy=None):
     """One ForceCommand-style run as the test user; returns (result, its audit record)."""
-    boot, policy = booted
+    boot, default = booted
+    policy = policy or default
     cursor = boot.cursor()
     res = boot.run(["runuser", "-u", e2e.user.name, "--", "env", "-i", f"SSH_ORIGINAL_COMMAND={command}",
                     str(e2e.python), "-I", "-m", "diag_wrapper", "--policy", str(policy)], cwd="/")
@@ -102,3 +110,21 @@ def test_verbs_that_change_state_are_refused_and_nothing_changes(e2e, booted, co
     assert rec["DIAG_DECISION"] == "deny" and rec["DIAG_CODE"].startswith("match.")
     assert boot.run(["systemctl", "is-active", SERVICE]).stdout == b"active\n"
     assert boot.run(["systemctl", "show", "-P", "MainPID", SERVICE]).stdout == before
+
+
+def test_what_systemctl_reads_itself_is_behind_the_wall(e2e, booted):
+    # A gap no path check can close: systemctl cat opens the unit file systemd names.
+    # With the unit directory denied, the wall covers it: systemctl still talks to
+    # systemd (status works) but cannot read the file. With the wall off, it can.
+    walled = e2e.policy.parent / "systemd-units-required.toml"
+    res, rec = wrapper(e2e, booted, "systemctl cat n8n", walled)
+    assert b"ExecStart=" not in res.stdout + res.stderr and res.returncode != 0
+    assert b"Permission denied" in res.stderr  # the mode-000 cover, not a missing unit
+    assert_inside_the_wall(e2e, rec)
+    res, rec = wrapper(e2e, booted, "systemctl status n8n", walled)
+    assert res.returncode == 0 and b"active (running)" in res.stdout
+    assert_inside_the_wall(e2e, rec)
+
+    res, rec = wrapper(e2e, booted, "systemctl cat n8n", e2e.policy.parent / "systemd-units-off.toml")
+    assert res.returncode == 0 and b"ExecStart=" in res.stdout  # the gap is real without the wall
+    assert "sandbox" not in rec["DIAG_LAYERS"].split(",")

@@ -60,20 +60,30 @@ for _ in range(runs):
 """
 
 
-@pytest.fixture(scope="module")
-def race(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("runs as root: root can read the secret, so a lost race would show")
-    if not os.access("/usr/bin/cat", os.X_OK):
-        pytest.skip("needs /usr/bin/cat")
-    root = tmp_path_factory.mktemp("fdrace")
-    (root / "denied").mkdir()
+def _plant(root: Path) -> Path:
+    """allowed.txt, denied/secret.txt and a policy (wall off) denying denied/; returns the policy."""
+    (root / "denied").mkdir(mode=0o755)
     (root / "allowed.txt").write_text("ALLOWED\n")
     (root / "denied" / "secret.txt").write_bytes(SECRET + b"\n")
     policy = root / "policy.toml"
     policy.write_text(
         f'include = ["{REPO / "policy" / "fleet.toml"}"]\n[settings]\nsearch_path = ["/usr/bin"]\n'
         f'sandbox = "off"\n[[deny]]\npath = "{root / "denied"}"\nwhy = "race test secret"\n')
+    return policy
+
+
+def _skip_unless_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("runs as root: root can read the secret, so a lost race would show")
+    if not os.access("/usr/bin/cat", os.X_OK) or not os.access("/usr/bin/grep", os.X_OK):
+        pytest.skip("needs /usr/bin/cat and /usr/bin/grep")
+
+
+@pytest.fixture  # per test, so no flipper outlives the tests that need it
+def race(tmp_path):
+    _skip_unless_root()
+    root = tmp_path
+    policy = _plant(root)
     link = root / "link"
     with flipping(link, root / "allowed.txt", root / "denied" / "secret.txt"):
         yield policy, link
@@ -114,7 +124,7 @@ def test_without_fd_passing_the_race_is_real(race):
     for _ in range(5):
         if _loop(policy, link, 1000, fdpass=False)[1]["leaked"]:
             return
-    pytest.skip("no leak observed without fd passing in 5,000 runs (the race window is narrow here)")
+    pytest.fail("no leak in 5,000 runs without fd passing: the loop above would prove nothing")
 
 
 # The link in a directory another user owns, flipped by that user (uid 65534), with the
@@ -124,16 +134,13 @@ def test_without_fd_passing_the_race_is_real(race):
 
 
 @pytest.fixture(scope="module")
-def foreign_race(race):
+def foreign_race():
+    _skip_unless_root()
     nobody = 65534
     root = Path(tempfile.mkdtemp(prefix="diag-fdrace-"))  # reachable by that user, unlike tmp_path
     try:
         root.chmod(0o755)
-        (root / "denied").mkdir(mode=0o755)
-        (root / "allowed.txt").write_text("ALLOWED\n")
-        (root / "denied" / "secret.txt").write_bytes(SECRET + b"\n")
-        policy = root / "policy.toml"
-        policy.write_text(race[0].read_text().replace(str(race[1].parent / "denied"), str(root / "denied")))
+        policy = _plant(root)
         loose = root / "loose"
         loose.mkdir()
         os.chown(loose, nobody, nobody)

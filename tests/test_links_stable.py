@@ -266,14 +266,15 @@ def test_what_check_stable_accepts_nobody_else_can_swap(example) -> None:
                 os.symlink("../" * (len(levels)) + "target" if how == "link-up" else str(target), leaf)
             os.lchown(leaf, leaf_owner, leaf_owner)
         dl = DenyList([DenyEntry(str(root / "denied"), "state")], RealFs())
-        names, accepted = [], True
+        accepted = True
         try:
             dl.check_stable(PathCheck(str(leaf), os.path.realpath(leaf), "file"))
         except Deny:
             accepted = False
-        # every name the kernel looks up for this value, symlink hops included
-        walk = [str(root.parent), str(root)] + [str(p) for p in [*reversed(leaf.parents)] if len(p.parts) > len(root.parts)]
-        names = walk[1:] + [str(leaf)] + ([str(target)] if leaf_owner is not None and how != "file" else [])
+        # the names the kernel looks up below /tmp for this value, the link's target included
+        names = [str(p) for p in reversed(leaf.parents) if len(p.parts) >= len(root.parts)] + [str(leaf)]
+        if leaf_owner is not None and how != "file":
+            names.append(str(target))
         swappable = _swap_as_nobody(names)
         if accepted:
             assert not swappable, (levels, leaf_owner, how)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -181,14 +182,23 @@ def test_relative_values_walk_from_the_working_directory(base: Path) -> None:
     assert _outcome(d.check_stable, PathCheck("../safe/f", str(safe / "f"), "file")) == "allow"
 
 
+@needs_root
 def test_names_the_kernel_makes_are_stable(base: Path) -> None:
     # /proc/PID belongs to the process's user, who still cannot rename anything in it
-    other = next((p for p in os.listdir("/proc") if p.isdigit() and os.stat(f"/proc/{p}").st_uid != 0), None)
-    d = _dl(base)
-    assert _stable(d, "/proc/self/status") == "allow"
-    assert _stable(d, "/sys/kernel") == "allow"
-    if other is not None:
-        assert _stable(d, f"/proc/{other}/status") == "allow"
+    def become_nobody() -> None:
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+
+    proc = subprocess.Popen(["sleep", "30"], preexec_fn=become_nobody)
+    try:
+        assert os.stat(f"/proc/{proc.pid}").st_uid == NOBODY
+        d = _dl(base)
+        assert _stable(d, f"/proc/{proc.pid}/status") == "allow"
+        assert _stable(d, "/proc/self/status") == "allow"
+        assert _stable(d, "/sys/kernel") == "allow"
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_the_refusal_names_the_directory_and_what_to_do(base: Path) -> None:

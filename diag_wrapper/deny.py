@@ -205,20 +205,6 @@ class RealFs:
             return False
 
 
-def hardlink_refusal(value: str, st: os.stat_result, protected: bool) -> Deny | None:
-    """The refusal for a regular file with other names that someone besides root may have
-    made (see "Hard links" above), or None."""
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink <= 1:
-        return None
-    if protected and st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return None
-    who = ("fs.protected_hardlinks is off, so anyone could have made them" if not protected else
-           f"it is {'owned by uid ' + str(st.st_uid) if st.st_uid else 'writable by others'},"
-           " so not only root could have made them")
-    return Deny("path.hardlinked", f"{value} is a file with {st.st_nlink} names and {who}; one of them"
-                " may be inside a denied directory, so it is not read through diag")
-
-
 _KERNEL_TREES = ("proc", "sys")
 
 
@@ -326,12 +312,18 @@ class DenyList:
         self.identity = bool(self._ids)
 
     def check_links(self, value: str, st: os.stat_result) -> None:
-        """Raise the ``path.hardlinked`` refusal for this stat of ``value``, if it applies."""
+        """Refuse (``path.hardlinked``) a regular file with other names that someone besides
+        root may have made; see "Hard links" above."""
         if not stat.S_ISREG(st.st_mode) or st.st_nlink <= 1:
             return  # the common case: no need to read the sysctl
-        refusal = hardlink_refusal(value, st, self._fs.protected_hardlinks())
-        if refusal is not None:
-            raise refusal
+        protected = self._fs.protected_hardlinks()
+        if protected and st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return
+        who = ("fs.protected_hardlinks is off, so anyone could have made them" if not protected else
+               f"it is {'owned by uid ' + str(st.st_uid) if st.st_uid else 'writable by others'},"
+               " so not only root could have made them")
+        raise Deny("path.hardlinked", f"{value} is a file with {st.st_nlink} names and {who}; one of them"
+                   " may be inside a denied directory, so it is not read through diag")
 
     def entry_with_identity(self, st: os.stat_result) -> DenyEntry | None:
         """The entry whose existing match *is* this object (by st_dev, st_ino), if any."""

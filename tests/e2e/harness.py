@@ -194,9 +194,51 @@ class Namespace:
         _kill(self.proc)
 
 
+# --------------------------------------------------------------------------- journal reading
+
+class JournalReader:
+    """Reads a journal through ``self.run`` (journalctl, wherever it must run) after
+    ``self.sync()``; shared by the standalone journald and the booted systemd."""
+
+    def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        raise NotImplementedError
+
+    def entries(self, *matches: str, after: str | None = None) -> list[dict]:
+        argv = ["journalctl", "-o", "json", "--no-pager", "--all"]
+        if after:
+            argv.append(f"--after-cursor={after}")
+        argv.extend(matches)
+        res = self.run(argv, timeout=30)
+        if res.returncode not in (0, 1):
+            raise RuntimeError(f"journalctl failed: {res.stderr.decode(errors='replace')}")
+        return [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+
+    def cursor(self) -> str | None:
+        self.sync()
+        res = self.run(["journalctl", "-o", "json", "--no-pager", "-n", "1"])
+        lines = [line for line in res.stdout.splitlines() if line.strip()]
+        return json.loads(lines[-1])["__CURSOR"] if lines else None
+
+    def records_since(self, cursor: str | None, expect: int = 1, timeout: float = 5.0,
+                      identifier: str = "diag-wrapper") -> list[dict]:
+        """diag-wrapper records after *cursor*; waits (up to *timeout*) for *expect* of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sync()
+            # No journal match together with --after-cursor: journalctl 252 skips
+            # "cursor + 1" entries *of the filtered view*, losing the first match.
+            recs = [e for e in self.entries(after=cursor) if e.get("SYSLOG_IDENTIFIER") == identifier]
+            if len(recs) >= expect or time.monotonic() > deadline:
+                return recs
+            time.sleep(0.05)
+
+
 # --------------------------------------------------------------------------- journald
 
-class Journald:
+class Journald(JournalReader):
     SOCKET = "/run/systemd/journal/socket"
 
     def __init__(self, ns: Namespace, log: Path) -> None:
@@ -225,38 +267,12 @@ class Journald:
     def stop(self) -> None:
         _kill(self.proc)
 
+    def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
+        return self.ns.run(argv, **kw)
+
     def sync(self) -> None:
         if self.running:
-            self.ns.run(["journalctl", "--sync"], timeout=15)
-
-    def entries(self, *matches: str, after: str | None = None) -> list[dict]:
-        argv = ["journalctl", "-o", "json", "--no-pager", "--all"]
-        if after:
-            argv.append(f"--after-cursor={after}")
-        argv.extend(matches)
-        res = self.ns.run(argv, timeout=30)
-        if res.returncode not in (0, 1):
-            raise RuntimeError(f"journalctl failed: {res.stderr.decode(errors='replace')}")
-        return [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
-
-    def cursor(self) -> str | None:
-        self.sync()
-        res = self.ns.run(["journalctl", "-o", "json", "--no-pager", "-n", "1"])
-        lines = [line for line in res.stdout.splitlines() if line.strip()]
-        return json.loads(lines[-1])["__CURSOR"] if lines else None
-
-    def records_since(self, cursor: str | None, expect: int = 1, timeout: float = 5.0,
-                      identifier: str = "diag-wrapper") -> list[dict]:
-        """diag-wrapper records after *cursor*; waits (up to *timeout*) for *expect* of them."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.sync()
-            # No journal match together with --after-cursor: journalctl 252 skips
-            # "cursor + 1" entries *of the filtered view*, losing the first match.
-            recs = [e for e in self.entries(after=cursor) if e.get("SYSLOG_IDENTIFIER") == identifier]
-            if len(recs) >= expect or time.monotonic() > deadline:
-                return recs
-            time.sleep(0.05)
+            self.run(["journalctl", "--sync"], timeout=15)
 
 
 # --------------------------------------------------------------------------- users
@@ -568,7 +584,7 @@ def cgroup_layout() -> str:
     return "hybrid" if os.path.isdir("/sys/fs/cgroup/unified") else "unified"
 
 
-class BootedSystemd:
+class BootedSystemd(JournalReader):
     """systemd as PID 1 of a private PID + mount + cgroup namespace, with journald, the
     D-Bus system bus and one stand-in service, all from this machine's packages.
 
@@ -667,20 +683,8 @@ class BootedSystemd:
         kw.setdefault("timeout", 30)
         return subprocess.run(self.nsenter(argv), **kw)
 
-    def records(self, cursor: str | None = None, identifier: str = "diag-wrapper") -> list[dict]:
+    def sync(self) -> None:
         self.run(["journalctl", "--sync"], timeout=15)
-        argv = ["journalctl", "-o", "json", "--no-pager", "--all"]
-        if cursor:
-            argv.append(f"--after-cursor={cursor}")
-        res = self.run(argv)
-        entries = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
-        return [e for e in entries if e.get("SYSLOG_IDENTIFIER") == identifier]
-
-    def cursor(self) -> str | None:
-        self.run(["journalctl", "--sync"], timeout=15)
-        res = self.run(["journalctl", "-o", "json", "--no-pager", "-n", "1"])
-        lines = [line for line in res.stdout.splitlines() if line.strip()]
-        return json.loads(lines[-1])["__CURSOR"] if lines else None
 
     def stop(self) -> None:
         """Power off (systemd stops its units and removes their cgroups), then clean up."""

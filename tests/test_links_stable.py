@@ -201,6 +201,27 @@ def test_names_the_kernel_makes_are_stable(base: Path) -> None:
         proc.wait()
 
 
+class HiddenParent(RealFs):
+    """A directory on the way that cannot be examined (lstat fails)."""
+
+    def __init__(self, hidden: str) -> None:
+        super().__init__()
+        self.hidden = hidden
+
+    def lstat(self, p: str) -> os.stat_result:
+        if p == self.hidden:
+            raise PermissionError(13, "Permission denied", p)
+        return super().lstat(p)
+
+
+def test_a_directory_that_cannot_be_examined_is_refused(base: Path) -> None:
+    (base / "pub" / "f").write_text("x")
+    d = DenyList([DenyEntry(str(base / "denied"), "state")], HiddenParent(str(base / "pub")))
+    with pytest.raises(Deny) as exc:
+        d.check_stable(PathCheck(str(base / "pub" / "f"), str(base / "pub" / "f"), "file"))
+    assert exc.value.code == "path.unstable" and "cannot be examined" in exc.value.message
+
+
 def test_the_refusal_names_the_directory_and_what_to_do(base: Path) -> None:
     d = _dir(base / "pub" / "w", os.geteuid(), 0o777)
     (d / "f").write_text("x")

@@ -80,7 +80,8 @@ def decide(raw: bytes, policy: "Policy", fs: "FsView | None" = None) -> Decision
         layers = ("allowlist",)
         if m.paths:  # the deny list is compiled only for commands that name paths
             denylist = _denylist(policy, fs)
-            checks = tuple(denylist.check(value, kind) for value, kind in m.paths)
+            content = m.command.reads == "content"
+            checks = tuple(denylist.check(value, kind, content=content) for value, kind in m.paths)
             layers += ("path-denylist", "identity") if denylist.identity else ("path-denylist",)
         executable = _executable(m.command.name, policy.settings.search_path)
         env = {"PATH": ":".join(policy.settings.search_path), **BASE_ENV, **m.command.env}
@@ -91,7 +92,7 @@ def decide(raw: bytes, policy: "Policy", fs: "FsView | None" = None) -> Decision
             raw,
             rule=m.rule,
             argv=argv,
-            exec_argv=(argv[0], *m.command.forced_args, *argv[1:]),
+            exec_argv=(argv[0], *m.command.forced_args, *match.defaults(m), *argv[1:]),
             executable=executable,
             env=env,
             timeout=m.command.timeout or policy.settings.timeout,
@@ -111,10 +112,10 @@ def _denylist(policy: "Policy", fs: "FsView | None") -> "DenyList":
     from .deny import DenyList
 
     if fs is not None:
-        return DenyList(policy.deny, fs)
+        return DenyList(policy.deny, fs, policy.settings.kernel_readable)
     hit = _compiled.get(id(policy))
     if hit is None or hit[0] is not policy:
-        hit = _compiled[id(policy)] = (policy, DenyList(policy.deny))
+        hit = _compiled[id(policy)] = (policy, DenyList(policy.deny, None, policy.settings.kernel_readable))
     return hit[1]
 
 

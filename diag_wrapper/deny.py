@@ -208,6 +208,19 @@ class RealFs:
 _KERNEL_TREES = ("proc", "sys")
 
 
+def check_type(value: str, st: os.stat_result) -> None:
+    """Content readers get regular files and directories only: reading a device (a disk,
+    /dev/mem, /dev/kmsg, /dev/zero), a FIFO or a socket is never diagnostics, and opening
+    one can block, hold a pty or have side effects (a watchdog, a tape rewind)."""
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return
+    what = ("a character device" if stat.S_ISCHR(st.st_mode) else "a block device" if stat.S_ISBLK(st.st_mode)
+            else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+            else "not a regular file")
+    raise Deny("path.not-regular", f"{value} is {what}; only regular files and directories are read"
+               " through diag (for disks use lsblk, df or findmnt; for the kernel log journalctl -k)")
+
+
 def _writable_by_others(st: os.stat_result) -> bool:
     return st.st_uid != 0 or bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
@@ -247,12 +260,32 @@ def _in_proc(comps: tuple[str, ...]) -> bool:
     return bool(comps) and comps[0] == "proc"
 
 
+def _no_second_names(comps: tuple[str, ...]) -> bool:
+    """Entries in /proc and /dev get no aliases or identities: their links are magic or
+    per process (``/dev/stdin`` -> ``/proc/self/fd/0`` is whatever the *wrapper's* standard
+    input is, and must not make that file a deny entry); the name itself is refused."""
+    return bool(comps) and comps[0] in ("proc", "dev")
+
+
+def _kernel_matches(pattern: tuple, comps: tuple[str, ...]) -> bool:
+    """One ``kernel_readable`` pattern: ``*`` within a component, ``**`` any components."""
+    if not pattern:
+        return not comps
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_kernel_matches(rest, comps[i:]) for i in range(len(comps) + 1))
+    return bool(comps) and _comp_matches(head, comps[0]) and _kernel_matches(rest, comps[1:])
+
+
 class DenyList:
     """Compiled deny entries and their aliases; :meth:`check` decides one path value."""
 
-    def __init__(self, entries: Sequence[DenyEntry], fs: FsView | None = None) -> None:
+    def __init__(self, entries: Sequence[DenyEntry], fs: FsView | None = None,
+                 kernel_readable: Sequence[str] = ()) -> None:
         self._fs: FsView = fs if fs is not None else RealFs()
         self._entries = tuple(entries)
+        self._kernel = tuple(tuple(_compile_comp(c) if c != "**" else c for c in _split(p))
+                             for p in kernel_readable)
         patterns: dict[tuple[str, ...], _Pattern] = {}
         aliases: list[tuple[str, DenyEntry]] = []
 
@@ -293,7 +326,7 @@ class DenyList:
         self._ids: dict[tuple[int, int], DenyEntry] = {}
         self._located: list[tuple[int, tuple[str, ...], DenyEntry]] = []  # (st_dev, place in fs, entry)
         for entry in self._entries:
-            if _in_proc(_split(entry.path)):
+            if _no_second_names(_split(entry.path)):
                 continue
             try:
                 found = self._fs.glob(entry.path) if "*" in entry.path else [entry.path]
@@ -390,7 +423,7 @@ class DenyList:
 
     def _aliases(self, entry: DenyEntry) -> list[tuple[str, ...]]:
         comps = _split(entry.path)
-        if _in_proc(comps):
+        if _no_second_names(comps):
             return []
         k = next((i for i, c in enumerate(comps) if "*" in c), len(comps))
         out: list[tuple[str, ...]] = []
@@ -472,8 +505,11 @@ class DenyList:
                     rule=f"deny:{pat.entry.path}",
                 )
 
-    def check(self, value: str, kind: str) -> PathCheck:
-        """Return the resolved path, or raise Deny if ``value`` reaches a denied location."""
+    def check(self, value: str, kind: str, content: bool = False) -> PathCheck:
+        """Return the resolved path, or raise Deny if ``value`` reaches a denied location.
+
+        ``content``: the command reads what it names (cat, grep, df opens it), so it must be
+        a regular file or a directory, and in /proc and /sys one the policy lists."""
         if kind not in (FILE, TREE):
             raise ValueError(f"unknown path kind {kind!r}")
         if value == "":
@@ -515,13 +551,30 @@ class DenyList:
                         rule=f"deny:{pat.entry.path}",
                     )
             self._check_tree_identity(value, tree)
+        if content:
+            self.check_kernel(value, _split(resolved), kind)
         try:
             st = self._fs.stat(resolved)
         except (OSError, ValueError):
             st = None
         if st is not None:
+            if content:
+                check_type(value, st)
             self.check_links(value, st)
         return PathCheck(value=value, resolved=resolved, kind=kind)
+
+    def check_kernel(self, value: str, real: tuple[str, ...], kind: str) -> None:
+        """Content reads in /proc and /sys only of the files the policy lists
+        (``settings.kernel_readable``): maps, auxv, stack, keys, kallsyms, firmware,
+        debug and tracing files are kernel memory layouts and secrets, not diagnostics."""
+        if kind == TREE and (not real or real[0] in _KERNEL_TREES):
+            where = "/" + "/".join(real)
+            raise Deny("path.kernel-file", f"{value} resolves to {where}, a tree that is or holds /proc or"
+                       " /sys; a recursive read there is refused: name the files (help lists them)")
+        if real and real[0] in _KERNEL_TREES and not any(_kernel_matches(p, real) for p in self._kernel):
+            raise Deny("path.kernel-file", f"{value} resolves to {'/' + '/'.join(real)}, which is not one"
+                       " of the /proc and /sys files readable through diag (settings.kernel_readable:"
+                       " meminfo, loadavg, pressure/*, PID/status, cgroup memory.*, ...); 'help' lists them")
 
     def _absolute(self, value: str) -> str:
         if value.startswith("/"):

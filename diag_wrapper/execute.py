@@ -40,6 +40,7 @@ import stat
 from typing import TYPE_CHECKING, NoReturn
 
 from .decision import Decision, PathCheck
+from .deny import check_type
 from .errors import Deny
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ def open_checked(check: PathCheck, denylist: "DenyList") -> int:
                 raise Deny("path.changed", f"{value}: {resolved} became a symbolic link after it was checked;"
                            " nothing was executed, try again")
         st = os.fstat(fd)
+        check_type(value, st)  # the opened object itself: a device or FIFO swapped in is refused
         real = os.readlink(f"/proc/self/fd/{fd}")
         if real != resolved:
             raise Deny("path.changed", f"{value}: the file opened is {real}, not the {resolved} that was"

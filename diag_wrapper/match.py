@@ -22,6 +22,7 @@ class Match(NamedTuple):
     command: Command
     form: Form  # the subcommand's form, or the command's own
     paths: tuple[tuple[str, str], ...]  # (value, "file" | "tree") in argv order
+    options: tuple[tuple[Option, "str | None"], ...] = ()  # the options given, with their values
 
 
 def match(argv: tuple[str, ...], policy: Policy) -> Match:
@@ -60,7 +61,24 @@ def match(argv: tuple[str, ...], policy: Policy) -> Match:
     if tree_slot and not given:
         # `du`, `ls -R`, `grep -r x` with no path walk the working directory: check it like a named one.
         paths.append((".", "tree"))
-    return Match(rule, cmd, form, tuple(paths))
+    return Match(rule, cmd, form, tuple(paths), tuple((opt, value) for opt, _, value in used))
+
+
+def defaults(m: Match) -> tuple[str, ...]:
+    """The words the command's and the subcommand's ``defaults`` add to this argv."""
+    given = {opt: value for opt, value in m.options}
+    forms = (m.command.form,) if m.form is m.command.form else (m.command.form, m.form)
+    out: list[str] = []
+    for form in forms:
+        for d in form.defaults:
+            if any(m.command.index[n] in given for n in d.unless):
+                continue
+            if d.when_option is not None:
+                opt = m.command.index[d.when_option]
+                if not any(o is opt and v in d.when_values for o, v in m.options):
+                    continue
+            out += d.add
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- options

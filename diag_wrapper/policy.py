@@ -44,12 +44,24 @@ class ArgSlot(NamedTuple):
     max: int
 
 
+class Default(NamedTuple):
+    """Arguments added unless the agent gave one of ``unless`` (and, with ``when_option``,
+    only when that option was given one of ``when_values``): ``journalctl -o json`` gets
+    the safe ``--output-fields``, a bare ``systemctl show`` a safe ``--property`` list."""
+
+    add: tuple[str, ...]
+    unless: tuple[str, ...]
+    when_option: str | None = None
+    when_values: tuple[str, ...] = ()
+
+
 class Form(NamedTuple):
     """The options and positionals accepted by a command or one subcommand."""
 
     summary: str = ""
     options: tuple[Option, ...] = ()
     args: tuple[ArgSlot, ...] = ()
+    defaults: tuple[Default, ...] = ()
 
 
 class Command(NamedTuple):
@@ -62,6 +74,8 @@ class Command(NamedTuple):
     option_style: str = "gnu"
     short_clusters: bool = True
     index: Mapping[str, Option] = MappingProxyType({})  # every option name it knows
+    reads: str = "names"  # "content": its path values must be regular files or directories
+    memory_mb: int | None = None  # RLIMIT_DATA, overrides settings.memory_mb
 
 
 class Example(NamedTuple):
@@ -76,6 +90,12 @@ class Settings(NamedTuple):
     timeout: int = 60
     sandbox: str = "auto"
     persist_roots: tuple[str, ...] = ()
+    kernel_readable: tuple[str, ...] = ()  # files under /proc and /sys content readers may read
+    memory_mb: int = 512  # RLIMIT_DATA of every command (heap and private mappings, not file maps)
+    max_tasks: int = 64  # RLIMIT_NPROC: processes of the diag user at once
+    max_concurrent: int = 4  # commands running at once on this host (slots in state_dir)
+    rate_per_minute: int = 120  # decisions per login key per minute before limit.rate
+    state_dir: str = "/run/diag-wrapper"  # slots and rate counters (root-made, diag-writable)
 
 
 class Policy(NamedTuple):
@@ -138,9 +158,10 @@ _TYPE_KEYS = {
     "list": {"values", "sep"},
     "field_match": set(),
     "pattern": set(),
-    "regex": {"pattern"},
+    "regex": {"pattern", "deny", "sep"},
     "file": set(),
     "tree": set(),
+    "address": {"words"},
 }
 
 
@@ -180,9 +201,15 @@ def _value_type(where: str, spec: Any, named: Mapping[str, ValueType]) -> ValueT
             compile_regex(pattern)
         except ValueError as exc:
             raise _fail(where, str(exc)) from None
-        return ValueType(kind, pattern=pattern)
+        deny = _str_list(f"{where}.deny", table.get("deny", []))
+        sep = _typed(f"{where}.sep", table.get("sep", ","), str, "a string")
+        if len(sep) != 1:
+            raise _fail(where, "sep must be one character")
+        return ValueType(kind, pattern=pattern, deny=deny, sep=sep)
     if kind == "unit":
         return ValueType(kind, glob=_typed(f"{where}.glob", table.get("glob", False), bool, "a boolean"))
+    if kind == "address":
+        return ValueType(kind, values=_str_list(f"{where}.words", table.get("words", [])))
     return ValueType(kind)
 
 
@@ -226,20 +253,54 @@ def _args(where: str, spec: Any, named: Mapping[str, ValueType]) -> tuple[ArgSlo
     return tuple(slots)
 
 
+_TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(where: str, word: str, named: Mapping[str, ValueType]) -> str:
+    """``{TYPE}`` in an added word is that list/enum type's values joined by its separator,
+    so a safe list is written once (the type) and used twice (check and default)."""
+
+    def sub(m: re.Match) -> str:
+        t = named.get(m.group(1))
+        if t is None or t.kind not in ("list", "enum"):
+            raise _fail(where, f"{{{m.group(1)}}} must name a list or enum type under [types]")
+        return t.sep.join(t.values)
+
+    return _TEMPLATE.sub(sub, word)
+
+
+def _defaults(where: str, spec: Any, named: Mapping[str, ValueType]) -> tuple[Default, ...]:
+    out = []
+    for i, table in enumerate(_typed(where, spec, list, "a list of [[defaults]] tables")):
+        w = f"{where}[{i}]"
+        _keys(w, table, {"add", "unless", "when"}, {"add", "unless"})
+        add = tuple(_expand(w, a, named) for a in _str_list(f"{w}.add", table["add"]))
+        unless = _str_list(f"{w}.unless", table["unless"])
+        if not add or not unless:
+            raise _fail(w, "add and unless must not be empty")
+        opt, values = None, ()
+        if "when" in table:
+            when = _keys(f"{w}.when", table["when"], {"option", "values"}, {"option", "values"})
+            opt = _typed(f"{w}.when.option", when["option"], str, "a string")
+            values = _str_list(f"{w}.when.values", when["values"])
+        out.append(Default(add, unless, opt, values))
+    return tuple(out)
+
+
 def _form(where: str, table: Any, named: Mapping[str, ValueType], extra: set[str]) -> Form:
-    _keys(where, table, {"summary", "options", "args"} | extra)
+    _keys(where, table, {"summary", "options", "args", "defaults"} | extra)
     summary = _typed(f"{where}.summary", table.get("summary", ""), str, "a string")
     raw_opts = _typed(f"{where}.options", table.get("options", []), list, "a list of options")
     options = tuple(_option(f"{where}.options[{i}]", o, named) for i, o in enumerate(raw_opts))
     args = _args(f"{where}.args", table.get("args", []), named)
-    return Form(summary, options, args)
+    return Form(summary, options, args, _defaults(f"{where}.defaults", table.get("defaults", []), named))
 
 
 def _command(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
     where = f"commands.{name}"
     if not _COMMAND_NAME.fullmatch(name):
         raise _fail(where, "a command is named by its bare program name (no '/')")
-    extra = {"subcommands", "forced_args", "env", "timeout", "option_style", "short_clusters"}
+    extra = {"subcommands", "forced_args", "env", "timeout", "option_style", "short_clusters", "reads", "memory_mb"}
     form = _form(where, table, named, extra)
     subs: dict[tuple[str, ...], Form] = {}
     raw_subs = table.get("subcommands", {})
@@ -274,6 +335,17 @@ def _command(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
                     # The real tool parses its options before it knows the subcommand: one arity per name.
                     raise _fail(where, f"{n!r} is a flag in one place and takes a value in another")
                 index[n] = seen or opt
+    for f in (form, *subs.values()):
+        for d in f.defaults:
+            for n in (*d.unless, *((d.when_option,) if d.when_option else ())):
+                if n not in index:
+                    raise _fail(where, f"defaults: {n!r} is not one of this command's options")
+    reads = _typed(f"{where}.reads", table.get("reads", "names"), str, "a string")
+    if reads not in ("names", "content"):
+        raise _fail(where, "reads must be 'names' or 'content'")
+    memory = table.get("memory_mb")
+    if memory is not None:
+        _int(f"{where}.memory_mb", memory, 16, 65536)
     return Command(
         name=name,
         form=form,
@@ -284,6 +356,8 @@ def _command(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
         option_style=style,
         short_clusters=clusters,
         index=MappingProxyType(index),
+        reads=reads,
+        memory_mb=memory,
     )
 
 
@@ -369,7 +443,12 @@ def _settings(src: str, s: dict[str, Any]) -> Settings:
     d = Settings()
     search_path = _str_list(f"{src}: settings.search_path", s.get("search_path", list(d.search_path)))
     roots = _str_list(f"{src}: settings.persist_roots", s.get("persist_roots", list(d.persist_roots)))
-    for p in search_path + roots:
+    kernel = _str_list(f"{src}: settings.kernel_readable", s.get("kernel_readable", list(d.kernel_readable)))
+    for p in kernel:
+        if not p.startswith(("/proc/", "/sys/")) or os.path.normpath(p) != p:
+            raise _fail(f"{src}: settings.kernel_readable", f"{p!r} must be a normalised path under /proc or /sys")
+    state_dir = _typed(f"{src}: settings.state_dir", s.get("state_dir", d.state_dir), str, "a string")
+    for p in search_path + roots + (state_dir,):
         if not os.path.isabs(p) or os.path.normpath(p) != p:
             raise _fail(f"{src}: settings", f"{p!r} must be an absolute, normalised directory")
     if not search_path:
@@ -383,4 +462,10 @@ def _settings(src: str, s: dict[str, Any]) -> Settings:
         timeout=_int(f"{src}: settings.timeout", s.get("timeout", d.timeout), 1, 86400),
         sandbox=sandbox,
         persist_roots=roots,
+        kernel_readable=kernel,
+        memory_mb=_int(f"{src}: settings.memory_mb", s.get("memory_mb", d.memory_mb), 16, 65536),
+        max_tasks=_int(f"{src}: settings.max_tasks", s.get("max_tasks", d.max_tasks), 1, 4096),
+        max_concurrent=_int(f"{src}: settings.max_concurrent", s.get("max_concurrent", d.max_concurrent), 1, 256),
+        rate_per_minute=_int(f"{src}: settings.rate_per_minute", s.get("rate_per_minute", d.rate_per_minute), 1, 100000),
+        state_dir=state_dir,
     )

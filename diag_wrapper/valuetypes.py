@@ -9,10 +9,11 @@ the deny stage resolves them and refuses anything at or under a deny entry.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from typing import NamedTuple
 
-KINDS = ("unit", "int", "time", "enum", "list", "field_match", "pattern", "regex", "file", "tree")
+KINDS = ("unit", "int", "time", "enum", "list", "field_match", "pattern", "regex", "file", "tree", "address")
 PATH_KINDS = ("file", "tree")
 
 # systemd unit names (systemd.unit(5)): letters, digits, ":-_.\" and "@" for templates.
@@ -23,6 +24,9 @@ _TIME = re.compile(r"[A-Za-z0-9 :+.@,/_-]{1,64}")
 # journalctl MATCHES: FIELD=VALUE, field names are upper case, digits and underscores.
 _FIELD_MATCH = re.compile(r"[A-Z0-9_]{1,64}=.{0,512}", re.DOTALL)
 _INT = re.compile(r"[+-]?[0-9]{1,18}")
+# address: HOST[/PREFIX][:PORT] with HOST a dotted quad, [IPv6] or '*'; or :PORT or PORT.
+_ADDRESS = re.compile(r"(?:(?P<v4>[0-9.]{7,15})|\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<any>\*))?"
+                      r"(?:/(?P<prefix>[0-9]{1,3}))?(?::(?P<port>[0-9]{1,5}|\*))?")
 
 _MAX_VALUE = 4096
 
@@ -35,6 +39,7 @@ class ValueType(NamedTuple):
     sep: str = ","
     pattern: str | None = None
     glob: bool = False
+    deny: tuple[str, ...] = ()  # regex: items (split at sep) that are refused, as globs, any case
 
     @property
     def path_kind(self) -> str | None:
@@ -91,6 +96,44 @@ class ValueType(NamedTuple):
         assert self.pattern is not None
         if not re.fullmatch(self.pattern, v):
             return f"{v!r} does not have the expected form /{self.pattern}/"
+        for item in v.split(self.sep) if self.deny else ():
+            for pat in self.deny:
+                if fnmatch.fnmatchcase(item.lower(), pat.lower()):
+                    return f"{item!r} is never shown through diag (its value can carry secrets)"
+        return None
+
+    def _check_address(self, v: str) -> str | None:
+        """A numeric address a program can parse without asking DNS, or one of ``values``."""
+        if self.values and " " in v.strip(" "):
+            # ss reads a quoted filter ('sport = :443') word by word: check each word, and
+            # nothing else than single spaces between them, so no lexer can see another word.
+            for part in v.strip(" ").split(" "):
+                problem = self._check_address(part)
+                if problem:
+                    return problem
+            return None
+        import ipaddress
+
+        if v in self.values:
+            return None
+        bad = (f"{v!r} is not a numeric address (1.2.3.4, 10.0.0.0/8, [::1]:443, :22) or one of the"
+               " filter words (each its own word, '(' and ')' too); names are never looked up")
+        if v.isdigit():
+            return None if int(v) <= 65535 else bad
+        m = _ADDRESS.fullmatch(v)
+        if not m or not (m["v4"] or m["v6"] or m["any"] or m["port"]):
+            return bad
+        if m["prefix"] is not None and not (m["v4"] or m["v6"]):
+            return bad
+        if m["port"] not in (None, "*") and int(m["port"]) > 65535:
+            return bad
+        try:
+            if m["v4"]:
+                ipaddress.IPv4Network(f"{m['v4']}/{m['prefix'] or 32}", strict=False)
+            elif m["v6"]:
+                ipaddress.IPv6Network(f"{m['v6']}/{m['prefix'] or 128}", strict=False)
+        except ValueError:
+            return bad
         return None
 
     def _check_file(self, v: str) -> str | None:
@@ -112,6 +155,8 @@ class ValueType(NamedTuple):
             return f"/{self.pattern}/"
         if self.kind == "unit" and self.glob:
             return "UNIT-OR-PATTERN"
+        if self.kind == "address":
+            return "ADDRESS[/PREFIX][:PORT]" + (f" or {'|'.join(self.values)}" if self.values else "")
         return self.kind.upper().replace("_", "-")
 
 

@@ -45,6 +45,8 @@ _RESERVED = frozenset(
 _FIRST_TOKEN = re.compile(r"[^ |&;()<>]*")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=")
 _MULTILINE = frozenset("\n\r\x85\u2028\u2029")
+# Slashes, dots and colons NFKC keeps as they are (math and box-drawing symbols).
+_LOOKALIKES = frozenset("\u2215\u2044\u29f8\u29f9\u2216\u29f5\u2571\u2572\u2024\u2027\u02d0\ua789\u2236")
 # Backslash inside double quotes only escapes these.
 _DQ_ESCAPABLE = frozenset('$`"\\')
 
@@ -82,7 +84,33 @@ def _check_input(raw: bytes, max_bytes: int) -> str:
         # from what runs.  Cs cannot survive strict UTF-8 decoding.
         if unicodedata.category(ch) in ("Cc", "Cf", "Cs"):
             raise _deny("input.control", f"command contains control character U+{ord(ch):04X}; remove it")
+    if not text.isascii():
+        _check_confusable(text)
     return text
+
+
+def _check_confusable(text: str) -> None:
+    """Refuse characters that read as something else than what bash and the kernel see.
+
+    A no-break space reads as a word break to a person but joins two words for bash
+    (``cat /etc/hostname<U+00A0>/run/secrets/x`` is one path); a fullwidth solidus
+    reads as ``/``. Any non-ASCII character whose compatibility form (NFKC) holds an
+    ASCII character is such a look-alike, and so is every space but U+0020, private
+    use and unassigned code points, and a combining mark on an ASCII character.
+    Other non-ASCII text (``grep -i 'straße'``) passes.
+    """
+    prev = ""
+    for ch in text:
+        if not ch.isascii():
+            cat = unicodedata.category(ch)
+            looks = unicodedata.normalize("NFKC", ch)
+            if (cat in ("Zs", "Co", "Cn") or ch in _LOOKALIKES or any(c.isascii() for c in looks)
+                    or (cat[0] == "M" and prev.isascii())):
+                name = unicodedata.name(ch, "unnamed")
+                seen = f"reads as {looks!r}" if any(c.isascii() for c in looks) else "is invisible or alters the character before it"
+                raise _deny("input.confusable", f"command contains U+{ord(ch):04X} ({name}), which {seen}"
+                            " to a reader but not to bash; type it in plain ASCII")
+        prev = ch
 
 
 def _dollar(text: str, i: int, quoted: bool) -> Deny:

@@ -52,7 +52,6 @@ ACCEPTED: list[tuple[str, tuple[str, ...]]] = [
     ("ls a=1 --x=y", ("ls", "a=1", "--x=y")),
     ("ls -- -x", ("ls", "--", "-x")),
     ("ls é 'ü b'", ("ls", "é", "ü b")),
-    ("ls \u00a0", ("ls", "\u00a0")),  # NBSP is not a bash separator: a literal word
     ("\\ls x", ("ls", "x")),
     ("'ls' x", ("ls", "x")),
     ("'if' x", ("if", "x")),
@@ -185,7 +184,8 @@ DENIED: list[tuple[str, str]] = [
     ("ls a'`id`'", "parse.mismatch"),
     ("ls \\z'$x'", "parse.mismatch"),
     # bashlex raises (TypeError / ParsingError) on some quoted backticks mid-word
-    ("cat x'1$_`\u00a0'", "parse.syntax"),
+    ("cat x'1$_`\u00a0'", "input.confusable"),  # NBSP: a word to bash, a space to a reader
+    ("ls \u00a0", "input.confusable"),
     ("ls '(z_9 ''{`0'\\}", "parse.syntax"),
 ]
 
@@ -352,3 +352,34 @@ def test_accepted_words_round_trip_through_single_quotes(s: str) -> None:
     for a in argv:
         if "'" not in a:
             assert parse_command(("x '" + a + "'").encode()) == ("x", a)
+
+
+# Look-alikes: what a person reads in the audit log must be what bash runs.
+@pytest.mark.parametrize("command", [
+    "cat /etc/hostname\u00a0/run/secrets/x",  # no-break space: one word to bash, two to a reader
+    "cat /etc/hostname\u2009/run/secrets/x",  # thin space
+    "cat /etc/hostname\u3000x",  # ideographic space
+    "cat \uff0fetc\uff0fhostname",  # fullwidth solidus
+    "cat /etc\u2215hostname",  # division slash
+    "cat /etc/hostname\u2024txt",  # one dot leader
+    "\uff43at /etc/hostname",  # fullwidth c
+    "ls \ufb01le",  # ligature fi
+    "cat /etc/hos\u0338ts",  # combining overlay on an ASCII letter
+    "grep \ue000 /etc/hosts",  # private use
+    "grep \U000e0001x /etc/hosts",  # language tag (Cf) is a control already, unassigned below
+    "grep \u0378 /etc/hosts",  # unassigned
+])
+def test_confusable_characters_are_refused(command):
+    with pytest.raises(Deny) as e:
+        parse_command(command.encode())
+    assert e.value.code in ("input.confusable", "input.control"), e.value.code
+
+
+@pytest.mark.parametrize("command,argv", [
+    ("grep -i 'straße' /etc/hosts", ("grep", "-i", "straße", "/etc/hosts")),
+    ("grep café /etc/hosts", ("grep", "café", "/etc/hosts")),
+    ("grep 日本語 /etc/hosts", ("grep", "日本語", "/etc/hosts")),
+    ("journalctl -g 'Ошибка'", ("journalctl", "-g", "Ошибка")),
+])
+def test_plain_non_ascii_text_still_passes(command, argv):
+    assert parse_command(command.encode()) == argv

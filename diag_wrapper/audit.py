@@ -254,7 +254,9 @@ def to_journal_fields(logger: Any, method: str, event: dict[str, Any]) -> dict[s
     fields: dict[str, Any] = {
         "MESSAGE": event["message"],
         "MESSAGE_ID": MESSAGE_IDS.get(kind, MESSAGE_IDS["deny"]),
-        "PRIORITY": str(PRIORITIES.get(kind, 4)),
+        # An allow that runs without the kernel wall is a warning: the operator should know.
+        "PRIORITY": "4" if "sandbox-unavailable" in str(event.get("layers", "")).split(",")
+        else str(PRIORITIES.get(kind, 4)),
         "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
         # Our own location, so journal.send does not walk the stack.
         "CODE_FUNC": "diag_wrapper.audit.record",

@@ -115,6 +115,9 @@ def _wall(d: Decision, policy: Policy) -> Decision:
         try:
             sandbox.enter(sandbox.wall_paths((e.path for e in policy.deny), RealFs().mounts()))
         except OSError as exc:
+            if getattr(exc, "partial", False):
+                return deny(d.command, "sandbox.partial", f"the kernel wall came up only in part ({exc}) and"
+                            " could not be taken down again; nothing was executed", d.rule, d.argv)
             if mode == "required":
                 return deny(d.command, "sandbox.unavailable", f"the kernel wall (user + mount namespace) could "
                             f"not be set up ({exc}) and this host's policy requires it; nothing was executed",

@@ -33,16 +33,26 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 1 << 14, 1 << 18
+MNT_DETACH = 2
 
 
 class SandboxError(OSError):
-    """The namespaces or a cover could not be set up."""
+    """The namespaces or a cover could not be set up.
+
+    ``partial`` is true when some covers were mounted and could not all be taken down
+    again: then the command must not run at all, whatever the policy's sandbox mode.
+    """
+
+    partial = False
 
 
 def cover_list(patterns: Iterable[str]) -> list[str]:
-    """Existing paths (and their real paths) for the deny entries, outermost first, no repeats.
+    """The real locations of the deny entries that exist, outermost first, no repeats.
 
-    A path beneath one already covered is dropped: after the cover it is not there.
+    Only real paths (every symlink resolved) are covered: a mount on a symlink lands on
+    its target anyway, and covering ``/var/lib/private`` first would make a later mount
+    on ``/var/lib/tailscale -> private/tailscale`` fail (its target is then gone). A path
+    beneath one already covered is dropped: after the cover it is not there.
     """
     found: set[str] = set()
     for pattern in patterns:
@@ -50,7 +60,9 @@ def cover_list(patterns: Iterable[str]) -> list[str]:
             continue
         for match in glob.glob(pattern, include_hidden=True) if "*" in pattern else [pattern]:
             if os.path.lexists(match):
-                found.update(p for p in (os.path.normpath(match), os.path.realpath(match)) if not _magic(p))
+                real = os.path.realpath(match)
+                if not _magic(real):
+                    found.add(real)
     return _outermost(found)
 
 
@@ -109,6 +121,7 @@ def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
     libc.unshare.argtypes = [ctypes.c_int]
+    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
     return libc
 
 
@@ -135,10 +148,20 @@ def enter(cover: list[str]) -> None:
     except OSError as exc:
         raise SandboxError(exc.errno or 0, f"id maps: {exc.strerror or exc}") from None
     _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
-    for path in cover:
-        target = os.fsencode(path)
-        if os.path.isdir(path):
-            flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-            _check(libc.mount(b"diag-deny", target, b"tmpfs", flags, b"size=4k,mode=000"), f"cover {path}")
-        else:
-            _check(libc.mount(b"/dev/null", target, None, MS_BIND, None), f"cover {path}")
+    done: list[bytes] = []
+    try:
+        for path in cover:
+            target = os.fsencode(path)
+            if os.path.isdir(path):
+                flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+                _check(libc.mount(b"diag-deny", target, b"tmpfs", flags, b"size=4k,mode=000"), f"cover {path}")
+            else:
+                _check(libc.mount(b"/dev/null", target, None, MS_BIND, None), f"cover {path}")
+            done.append(target)
+    except SandboxError as exc:
+        # All covers or none: take down the ones already up, so that a fallback runs with
+        # the path checks alone (and says so), never with a wall that is half there.
+        for target in reversed(done):
+            if libc.umount2(target, MNT_DETACH) != 0:
+                exc.partial = True
+        raise

@@ -55,6 +55,19 @@ PRIORITIES = {"allow": 6, "help": 6, "deny": 4}
 
 # The SSH_USER_AUTH file is small (one line per authentication method).
 _MAX_AUTH_INFO = 64 * 1024
+# sshd (session.c) makes it with mkstemp("/tmp/sshauth.XXXXXXXXXXXXXXX"), as the user, mode 0600.
+_AUTH_PREFIX, _AUTH_RANDOM = "/tmp/sshauth.", 15
+_METHODS = frozenset({"publickey", "password", "keyboard-interactive", "hostbased", "gssapi-with-mic",
+                      "gssapi-keyex", "none"})
+_KEY_TYPES = frozenset({"ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                        "ecdsa-sha2-nistp521", "sk-ecdsa-sha2-nistp256@openssh.com",
+                        "sk-ssh-ed25519@openssh.com", "rsa-sha2-256", "rsa-sha2-512"})
+# Record size: the command is kept once, whole (it is at most max_command_bytes when it was
+# parsed at all); MESSAGE shows its start; every other field is cut.
+MAX_COMMAND = 8192
+MAX_IN_MESSAGE = 160
+MAX_REASON = 512
+MAX_FIELD = 2048
 
 # Certificate key types -> (plain key type, number of key fields after the nonce).
 _CERT_TYPES = {
@@ -150,13 +163,14 @@ def parse_auth_info(text: str) -> dict[str, str]:
     methods: list[str] = []
     key_types: list[str] = []
     fingerprints: list[str] = []
-    for line in text.splitlines():
+    for line in text.splitlines()[:16]:
         words = line.split()
         if not words:
             continue
-        methods.append(words[0])
+        # only names sshd writes: nothing else of the file can reach the record
+        methods.append(words[0] if words[0] in _METHODS else "other")
         if words[0] == "publickey" and len(words) >= 3:
-            key_types.append(words[1])
+            key_types.append(words[1] if words[1] in _KEY_TYPES or words[1] in _CERT_TYPES else "other")
             try:
                 fingerprints.append(fingerprint(words[2]))
             except ValueError:
@@ -171,12 +185,44 @@ def parse_auth_info(text: str) -> dict[str, str]:
 
 
 def _read_auth_info(path: str) -> dict[str, str]:
+    """Read the ``ExposeAuthInfo`` file only when it is the one sshd made for this session:
+    ``/tmp/sshauth.`` and 15 random characters, a regular file of our uid with one name,
+    mode 0600 or stricter, opened without following a link. Anything else named by
+    ``SSH_USER_AUTH`` (a variable a client might have set) is not opened at all."""
+    name = path[len(_AUTH_PREFIX):]
+    if not path.startswith(_AUTH_PREFIX) or len(name) != _AUTH_RANDOM or not name.isalnum() or not name.isascii():
+        return {"auth_info_error": "SSH_USER_AUTH is not a file sshd made; not read"}
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_AUTH_INFO)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as exc:
-        return {"auth_info_error": f"{path}: {exc.strerror or exc}"}
+        return {"auth_info_error": f"SSH_USER_AUTH: {exc.strerror or exc}"}
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077
+                or st.st_nlink != 1):
+            return {"auth_info_error": "SSH_USER_AUTH is not a private file of this user; not read"}
+        data = os.read(fd, _MAX_AUTH_INFO)
+    except OSError as exc:
+        return {"auth_info_error": f"SSH_USER_AUTH: {exc.strerror or exc}"}
+    finally:
+        os.close(fd)
     return parse_auth_info(data.decode("utf-8", "replace"))
+
+
+def session(environ: Mapping[str, str]) -> dict[str, str]:
+    """Who is asking and from where: the fields ``add_session`` adds (read once per run)."""
+    out = {"user": _user_name(environ)}
+    for var, key in (("SSH_CONNECTION", "ssh_connection"), ("SSH_CLIENT", "ssh_client")):
+        if environ.get(var):
+            out[key] = environ[var][:128]
+    auth_path = environ.get("SSH_USER_AUTH")
+    if auth_path:
+        out.update(_read_auth_info(auth_path))
+    return out
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n] + f"...[{len(text) - n} more characters]"
 
 
 def _user_name(environ: Mapping[str, str]) -> str:
@@ -193,14 +239,9 @@ def _user_name(environ: Mapping[str, str]) -> str:
 
 def add_session(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     """Who is asking and from where (environ is bound into the context as ``environ``)."""
+    known = event.pop("session", None)
     environ: Mapping[str, str] = event.pop("environ", None) or {}
-    event["user"] = _user_name(environ)
-    for var, key in (("SSH_CONNECTION", "ssh_connection"), ("SSH_CLIENT", "ssh_client")):
-        if environ.get(var):
-            event[key] = environ[var]
-    auth_path = environ.get("SSH_USER_AUTH")
-    if auth_path:
-        event.update(_read_auth_info(auth_path))
+    event.update(known if known is not None else session(environ))
     return event
 
 
@@ -211,21 +252,24 @@ def add_decision(logger: Any, method: str, event: dict[str, Any]) -> dict[str, A
     d = event.pop("decision")
     event["decision"] = d.decision
     event["code"] = d.code
-    event["reason"] = d.reason
-    event["command"] = bytes(d.command)
+    event["reason"] = _cut(d.reason, MAX_REASON)
+    command = bytes(d.command)
+    if len(command) > MAX_COMMAND:
+        event["command_bytes"] = len(command)
+        command = command[:MAX_COMMAND]
+    event["command"] = command  # once, whole: the words are what `check` makes of it
     event["rule"] = d.rule
-    event["argv"] = json.dumps(list(d.argv))
     event["executable"] = d.executable
     event["paths"] = json.dumps(
         [{"value": p.value, "resolved": p.resolved, "kind": p.kind} for p in d.paths]
-    )
+    ) if d.paths else None
     event["layers"] = ",".join(d.layers)
     return event
 
 
 def render_message(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     """One readable line (escaped by the next processor)."""
-    command = event["command"].decode("utf-8", "backslashreplace")
+    command = _cut(event["command"].decode("utf-8", "backslashreplace"), MAX_IN_MESSAGE)
     who = event["user"]
     client = event.get("ssh_client", "").split(" ")[0]
     if client:
@@ -265,7 +309,7 @@ def to_journal_fields(logger: Any, method: str, event: dict[str, Any]) -> dict[s
         if key in ("message", "event") or value is None:
             continue
         name = "DIAG_" + key.upper()
-        fields[name] = value if isinstance(value, bytes) else _to_bytes(str(value))
+        fields[name] = value if isinstance(value, bytes) else _to_bytes(_cut(str(value), MAX_FIELD))
     return fields
 
 
@@ -298,8 +342,10 @@ def _check_socket() -> None:
         raise OSError(f"{JOURNAL_SOCKET} is not a socket")
 
 
-def record(decision: Any, environ: Mapping[str, str]) -> None:
-    """Write exactly one journal record for *decision*, or raise Deny(audit.unavailable)."""
+def record(decision: Any, environ: Mapping[str, str], known: dict[str, str] | None = None) -> None:
+    """Write exactly one journal record for *decision*, or raise Deny(audit.unavailable).
+
+    ``known``: the :func:`session` fields, when the caller has read them already."""
     try:
         import structlog
         from systemd import journal
@@ -312,7 +358,7 @@ def record(decision: Any, environ: Mapping[str, str]) -> None:
             wrapper_class=structlog.BoundLogger,
             context_class=dict,
             cache_logger_on_first_use=False,
-        ).bind(environ=dict(environ))
+        ).bind(environ=dict(environ), session=known)
         getattr(log, "warning" if decision.decision == "deny" else "info")(
             "decision", decision=decision
         )

@@ -91,7 +91,28 @@ def force_command(args: list[str]) -> int:
         policy = load(policy_path)
     except PolicyError as exc:
         return _finish(deny(raw, "policy.error", f"the policy is invalid, every command is denied: {exc}"), None)
-    return _finish(_wall(decide(raw, policy), policy), policy)
+    from . import audit, limits
+
+    session = audit.session(os.environ)
+    s = policy.settings
+    try:
+        ok, first = limits.count(s.state_dir, session.get("key_fingerprint") or session["user"], s.rate_per_minute)
+    except Deny as exc:
+        return _finish(deny(raw, exc.code, exc.message), policy, session=session)
+    if not ok:
+        d = deny(raw, "limit.rate", f"more than {s.rate_per_minute} commands a minute from this key; wait a"
+                 " minute and send fewer, narrower commands")
+        if first:  # one record per window: a flood cannot rotate the journal away
+            return _finish(d, policy, session=session)
+        _err(_describe_deny(d, None))
+        return EX_NOPERM
+    d = _wall(decide(raw, policy), policy)
+    if d.decision == ALLOW:
+        try:
+            limits.take_slot(s.state_dir, s.max_concurrent)  # held by the command until it exits
+        except Deny as exc:
+            d = deny(raw, exc.code, exc.message, d.rule, d.argv)
+    return _finish(d, policy, session=session)
 
 
 def _wall(d: Decision, policy: Policy) -> Decision:
@@ -155,12 +176,13 @@ def _pass_fds(d: Decision, policy: Policy) -> Decision:
         return deny(d.command, exc.code, exc.message, exc.rule or d.rule, d.argv)
 
 
-def _finish(d: Decision, policy: Policy | None, deny_status: int = EX_NOPERM) -> int:
+def _finish(d: Decision, policy: Policy | None, deny_status: int = EX_NOPERM,
+            session: dict[str, str] | None = None) -> int:
     """Audit, then print / refuse / execute. Nothing runs unless the record was written."""
     try:
         from . import audit
 
-        audit.record(d, os.environ)
+        audit.record(d, os.environ, session)
     except Deny as exc:
         _err(f"denied: {exc.message} ({exc.code})")
         return EX_NOPERM
@@ -235,6 +257,7 @@ def as_json(d: Decision) -> dict:
         "exec_argv": list(d.exec_argv),
         "paths": [{"value": p.value, "resolved": p.resolved, "kind": p.kind} for p in d.paths],
         "timeout": d.timeout,
+        "rlimits": dict(d.rlimits),
     }
 
 

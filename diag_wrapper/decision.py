@@ -43,6 +43,7 @@ class Decision(NamedTuple):
     timeout: int | None = None  # wall-clock seconds, survives exec
     paths: tuple[PathCheck, ...] = ()
     layers: tuple[str, ...] = ()  # which protections applied (see issue on identity/sandbox)
+    rlimits: tuple[tuple[str, int], ...] = ()  # (RLIMIT_* name, soft = hard) set before execve
 
     @property
     def allowed(self) -> bool:
@@ -85,6 +86,7 @@ def decide(raw: bytes, policy: "Policy", fs: "FsView | None" = None) -> Decision
             layers += ("path-denylist", "identity") if denylist.identity else ("path-denylist",)
         executable = _executable(m.command.name, policy.settings.search_path)
         env = {"PATH": ":".join(policy.settings.search_path), **BASE_ENV, **m.command.env}
+        timeout = m.command.timeout or policy.settings.timeout
         return Decision(
             ALLOW,
             "allow",
@@ -95,14 +97,29 @@ def decide(raw: bytes, policy: "Policy", fs: "FsView | None" = None) -> Decision
             exec_argv=(argv[0], *m.command.forced_args, *match.defaults(m), *argv[1:]),
             executable=executable,
             env=env,
-            timeout=m.command.timeout or policy.settings.timeout,
+            timeout=timeout,
             paths=checks,
             layers=layers,
+            rlimits=rlimits(policy, m.command.memory_mb, timeout),
         )
     except Deny as d:
         return deny(raw, d.code, d.message, d.rule, argv)
     except Exception as exc:  # fail closed: a bug is a deny, never a traceback
         return deny(raw, "internal.error", f"internal error ({type(exc).__name__}); nothing was executed", None, argv)
+
+
+def rlimits(policy: "Policy", memory_mb: int | None, timeout: int) -> tuple[tuple[str, int], ...]:
+    """What bounds a command besides its time limit (soft = hard, so it cannot raise them).
+
+    RLIMIT_DATA counts the heap and private writable mappings, not files mapped shared
+    read-only (journalctl's journal files), so it stops `tail -n 1 BIG-FILE-WITHOUT-NEWLINES`
+    and `grep -a` on a huge binary without starving journalctl. FSIZE 0: no command writes
+    a file (SIGXFSZ). CORE 0: a crashing command leaves no core with what it read. NPROC
+    bounds forks of the diag user. CPU: a busy loop cannot outlast the wall clock.
+    """
+    s = policy.settings
+    return (("RLIMIT_DATA", (memory_mb or s.memory_mb) << 20), ("RLIMIT_NPROC", s.max_tasks),
+            ("RLIMIT_FSIZE", 0), ("RLIMIT_CORE", 0), ("RLIMIT_CPU", timeout + 1))
 
 
 _compiled: dict[int, tuple["Policy", "DenyList"]] = {}

@@ -142,6 +142,10 @@ def execute(decision: Decision) -> NoReturn:
     for sig in sigs:
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+    import resource
+
+    for name, value in decision.rlimits:
+        resource.setrlimit(getattr(resource, name), (value, value))
     if decision.timeout:
         signal.alarm(decision.timeout)
     os.execve(decision.executable, list(decision.exec_argv), dict(decision.env))

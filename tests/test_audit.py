@@ -84,7 +84,7 @@ def test_allow_fields():
     assert f["DIAG_CODE"] == b"allow"
     assert f["DIAG_RULE"] == b"cat"
     assert f["DIAG_COMMAND"] == b"cat /var/log/nginx/error.log"
-    assert json.loads(f["DIAG_ARGV"]) == ["cat", "/var/log/nginx/error.log"]
+    assert "DIAG_ARGV" not in f  # the command is stored once; `check` shows its words
     assert f["DIAG_EXECUTABLE"] == b"/usr/bin/cat"
     assert json.loads(f["DIAG_PATHS"]) == [
         {"value": "/var/log/nginx/error.log", "resolved": "/var/log/nginx/error.log", "kind": "file"}]
@@ -134,7 +134,7 @@ def test_non_utf8_text_fields_are_binary_safe():
     d = Decision("deny", "path.denied", "denied", b"cat x", rule="deny:/x",
                  argv=("cat", "/srv/\udcff"), paths=(PathCheck("/srv/\udcff", "/srv/\udcff", "file"),))
     f = pipeline(d)
-    assert json.loads(f["DIAG_ARGV"]) == ["cat", "/srv/\udcff"]
+    assert json.loads(f["DIAG_PATHS"]) == [{"value": "/srv/\udcff", "resolved": "/srv/\udcff", "kind": "file"}]
 
 
 # --------------------------------------------------------------------------- login key
@@ -183,16 +183,76 @@ def test_auth_info_multiple_methods_and_garbage():
     assert audit.parse_auth_info("") == {}
 
 
+def sshd_auth_file(text: str, mode: int = 0o600) -> Path:
+    """A file where and as sshd makes it: /tmp/sshauth.<15 random>, ours, 0600."""
+    import secrets
+    import string
+
+    name = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(15))
+    path = Path("/tmp/sshauth." + name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    os.write(fd, text.encode())
+    os.close(fd)
+    os.chmod(path, mode)
+    return path
+
+
 def test_session_reads_ssh_user_auth_file(tmp_path):
     pub = _keygen(tmp_path, "ed25519").with_suffix(".pub")
     ktype, blob = pub.read_text().split()[:2]
-    auth = tmp_path / "auth"
-    auth.write_text(f"publickey {ktype} {blob}\n")
-    f = pipeline(ALLOW, {"SSH_USER_AUTH": str(auth)})
-    assert f["DIAG_KEY_FINGERPRINT"] == _keygen_fp(pub).encode()
-    assert f["DIAG_AUTH_METHOD"] == b"publickey"
-    missing = pipeline(ALLOW, {"SSH_USER_AUTH": str(tmp_path / "gone")})
-    assert "DIAG_KEY_FINGERPRINT" not in missing and b"gone" in missing["DIAG_AUTH_INFO_ERROR"]
+    auth = sshd_auth_file(f"publickey {ktype} {blob}\n")
+    try:
+        f = pipeline(ALLOW, {"SSH_USER_AUTH": str(auth)})
+        assert f["DIAG_KEY_FINGERPRINT"] == _keygen_fp(pub).encode()
+        assert f["DIAG_AUTH_METHOD"] == b"publickey"
+    finally:
+        auth.unlink()
+    missing = pipeline(ALLOW, {"SSH_USER_AUTH": str(auth)})
+    assert "DIAG_KEY_FINGERPRINT" not in missing and b"No such file" in missing["DIAG_AUTH_INFO_ERROR"]
+
+
+def test_ssh_user_auth_naming_another_file_is_never_opened(tmp_path):
+    # With AcceptEnv SSH_* a client could point SSH_USER_AUTH at a denied file: the first word
+    # of each line used to land in DIAG_AUTH_METHOD. Only sshd's own file is read now.
+    secret = tmp_path / "secret"
+    secret.write_text("TOPSECRET-word rest\nsecond-SECRET line\n")
+    link = Path("/tmp/sshauth." + "L" * 15)
+    link.unlink(missing_ok=True)
+    link.symlink_to(secret)
+    group_readable = sshd_auth_file("TOPSECRET-word\n", mode=0o640)
+    try:
+        for path in (str(secret), "/etc/passwd", str(link), str(group_readable), "/tmp/sshauth.short",
+                     "/tmp/sshauth.../../etc/passwd", "/proc/self/environ"):
+            f = pipeline(ALLOW, {"SSH_USER_AUTH": path})
+            assert "DIAG_AUTH_METHOD" not in f, path
+            assert not any(b"SECRET" in v or b"root:" in v for v in f.values() if isinstance(v, bytes)), path
+            assert "DIAG_AUTH_INFO_ERROR" in f
+    finally:
+        link.unlink()
+        group_readable.unlink()
+
+
+def test_only_known_method_names_and_key_types_are_logged():
+    info = audit.parse_auth_info("TOPSECRET x y\npublickey SECRET-TYPE AAAA\npassword\n")
+    assert info["auth_method"] == "other publickey password"
+    assert info["key_type"] == "other"
+    assert "SECRET" not in json.dumps(info)
+
+
+def test_the_command_is_stored_once_and_every_field_is_capped():
+    command = ("cat " + " ".join(f"/var/log/nginx/file-{i:04d}.log" for i in range(132))).encode()
+    assert len(command) > 3800
+    reason = "x " * 2000
+    d = Decision("deny", "match.too-many-args", reason, command, rule="cat", argv=tuple(command.decode().split()))
+    f = pipeline(d)
+    assert f["DIAG_COMMAND"] == command
+    total = sum(len(v if isinstance(v, bytes) else v.encode()) for v in f.values())
+    assert total < len(command) + 1500, total  # the command once, the rest small
+    assert len(f["MESSAGE"]) < 1000
+    assert len(f["DIAG_REASON"]) <= audit.MAX_REASON + 40
+    huge = Decision("deny", "input.too-long", "too long", b"x" * 100000)
+    g = pipeline(huge)
+    assert len(g["DIAG_COMMAND"]) == audit.MAX_COMMAND and g["DIAG_COMMAND_BYTES"] == b"100000"
 
 
 # --------------------------------------------------------------------------- record(): sink and failure
@@ -371,8 +431,7 @@ def _field(rec: dict, name: str) -> bytes:
 def test_record_lands_in_real_journald(real_journald, tmp_path):
     pub = _keygen(tmp_path, "ed25519").with_suffix(".pub")
     ktype, blob = pub.read_text().split()[:2]
-    auth = tmp_path / "auth"
-    auth.write_text(f"publickey {ktype} {blob}\n")
+    auth = sshd_auth_file(f"publickey {ktype} {blob}\n")
     environ = {"SSH_CONNECTION": "127.0.0.1 40000 127.0.0.1 22", "SSH_CLIENT": "127.0.0.1 40000 22",
                "SSH_USER_AUTH": str(auth), "USER": "spoofed"}
     cursor = real_journald.cursor()
@@ -384,7 +443,7 @@ def test_record_lands_in_real_journald(real_journald, tmp_path):
     assert allow["PRIORITY"] == "6" and deny["PRIORITY"] == "4" and help_["PRIORITY"] == "6"
     assert [r["MESSAGE_ID"] for r in recs] == [audit.MESSAGE_IDS[k] for k in ("allow", "deny", "help")]
     assert allow["DIAG_RULE"] == "cat" and allow["DIAG_EXECUTABLE"] == "/usr/bin/cat"
-    assert json.loads(allow["DIAG_ARGV"]) == ["cat", "/var/log/nginx/error.log"]
+    assert allow["DIAG_COMMAND"] == "cat /var/log/nginx/error.log"
     assert json.loads(allow["DIAG_PATHS"])[0]["resolved"] == "/var/log/nginx/error.log"
     assert allow["DIAG_LAYERS"] == "allowlist,path-denylist"
     assert allow["DIAG_USER"] == "root"  # from the uid, not the USER variable

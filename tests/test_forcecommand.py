@@ -22,16 +22,19 @@ from e2e import harness
 
 pytestmark = pytest.mark.root
 
+# The record goes to stderr between markers: commands run with RLIMIT_FSIZE 0, so a
+# program that writes a file is killed by SIGXFSZ (test_limits shows it).
 RECORDER_C = r"""
 #include <stdio.h>
 extern char **environ;
 int main(int argc, char **argv) {
-    FILE *f = fopen(OUT, "w");
-    if (!f) return 99;
+    FILE *f = stderr;
+    fputs("\001REC", f);
     for (int i = 0; i < argc; i++) { fputs(argv[i], f); fputc(0, f); }
     fputc('\n', f);  /* argv never holds a newline: the parser refuses them */
     for (char **e = environ; *e; e++) { fputs(*e, f); fputc(0, f); }
-    fclose(f);
+    fputs("\001END\n", f);
+    fflush(f);
     puts("recorded");
     return 7;
 }
@@ -51,12 +54,12 @@ class Env:
         self.bin = root / "bin"
         self.record = root / "record"
         self.policy = root / "policy.toml"
+        self.state = root / "state"
         self.python = Path(sys.executable)
 
     def run(self, command: str | bytes | None, *, env: dict[str, str] | None = None, isolated: bool = True,
             policy: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
-        if self.record.exists():
-            self.record.unlink()
+        self.last = None
         argv = ["env", "-i"]
         for k, v in (env or {}).items():
             argv.append(f"{k}={v}")
@@ -64,12 +67,15 @@ class Env:
             argv.append(b"SSH_ORIGINAL_COMMAND=" + (command if isinstance(command, bytes) else command.encode()))
         argv += [str(self.python)] + (["-I"] if isolated else []) + ["-m", "diag_wrapper", "--policy",
                                                                     str(policy or self.policy)]
-        return self.ns.run(argv, timeout=timeout, cwd=str(self.root))
+        self.last = self.ns.run(argv, timeout=timeout, cwd=str(self.root))
+        return self.last
 
     def recorded(self) -> tuple[list[str], dict[str, str]] | None:
-        if not self.record.exists():
+        err = self.last.stderr if self.last is not None else b""
+        start = err.find(b"\x01REC")
+        if start < 0:
             return None
-        head, _, tail = self.record.read_bytes().partition(b"\n")
+        head, _, tail = err[start + 4:err.index(b"\x01END\n", start)].partition(b"\n")
         argv = [a.decode() for a in head.split(b"\0")[:-1]]
         env = dict(e.decode().split("=", 1) for e in tail.split(b"\0")[:-1])
         return argv, env
@@ -88,7 +94,7 @@ def fc(tmp_path_factory):
         env.bin.mkdir()
         src = root / "recorder.c"
         src.write_text(RECORDER_C)
-        subprocess.run(["gcc", "-O", f'-DOUT="{env.record}"', "-o", str(root / "recorder"), str(src)], check=True)
+        subprocess.run(["gcc", "-O", "-o", str(root / "recorder"), str(src)], check=True)
         from diag_wrapper.policy import load
         for name in load(str(harness.REPO / "policy" / "web-02.toml")).commands:
             os.link(root / "recorder", env.bin / name)
@@ -96,8 +102,9 @@ def fc(tmp_path_factory):
         (env.bin / "yes").symlink_to(shutil.which("yes"))
         env.policy.write_text(
             f'include = ["{harness.REPO / "policy" / "web-02.toml"}"]\n{EXTRA}\n'
-            f'[settings]\nsearch_path = ["{env.bin}"]\n'
+            f'[settings]\nsearch_path = ["{env.bin}"]\nstate_dir = "{env.state}"\n'
         )
+        env.state.mkdir()
         ns = harness.Namespace(root).start()
         journald = harness.Journald(ns, root / "journald.log").start()
         env.ns, env.journald = ns, journald

@@ -22,6 +22,7 @@ include = ["web-02.toml"]
 
 [settings]
 search_path = ["/usr/bin", "/bin"]
+state_dir = "{state}"
 """
 
 DATA_TEXT = "hello from the diag-wrapper e2e suite\n"
@@ -80,7 +81,9 @@ def e2e() -> E2E:
         for toml in sorted((harness.REPO / "policy").glob("*.toml")):
             shutil.copy2(toml, policy_dir / toml.name)
         policy = policy_dir / "e2e.toml"
-        policy.write_text(E2E_POLICY)
+        state = work / "state"
+        state.mkdir()
+        policy.write_text(E2E_POLICY.format(state=state))
 
         data_dir = work / "data"
         data_dir.mkdir()
@@ -95,6 +98,8 @@ def e2e() -> E2E:
 
         harness.LoginUser.remove_stale()
         user = harness.LoginUser().create()
+        os.chown(state, user.pw.pw_uid, user.pw.pw_gid)  # as /run/diag-wrapper is the diag group's
+        state.chmod(0o770)
         client_key = work / "client_ed25519"
         pub = harness.keygen(client_key, "diag-e2e client")
         user.authorize(pub, f'restrict,command="{wrapper}"')

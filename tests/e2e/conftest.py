@@ -23,6 +23,8 @@ include = ["web-02.toml"]
 [settings]
 search_path = ["/usr/bin", "/bin"]
 state_dir = "{state}"
+rate_per_minute = 100000  # the suite sends far more than an agent would
+
 """
 
 DATA_TEXT = "hello from the diag-wrapper e2e suite\n"

@@ -594,10 +594,11 @@ class BootedSystemd(JournalReader):
     ``systemctl status`` have something of theirs to show.
     """
 
-    def __init__(self, workdir: Path, service: str, marker: str) -> None:
+    def __init__(self, workdir: Path, service: str, marker: str, secret: str | None = None) -> None:
         self.workdir = workdir
         self.service = service
         self.marker = marker
+        self.secret = secret  # put in a mode-0600 drop-in: Environment= and SetCredential=
         self.log = workdir / "systemd-boot.log"
         self.units = workdir / "boot-units"
         self.cgroups: list[Path] = []
@@ -625,6 +626,14 @@ class BootedSystemd(JournalReader):
             (self.units / key.format(service=self.service)).write_text(
                 text.format(service=self.service, name=name, marker=self.marker))
         chmod_world_readable(self.units)
+        if self.secret:
+            dropin = self.units / f"{self.service}.d"
+            dropin.mkdir(exist_ok=True)
+            conf = dropin / "50-secret.conf"
+            conf.write_text(f"[Service]\nEnvironment=N8N_ENCRYPTION_KEY={self.secret}\n"
+                            f"SetCredential=token:{self.secret}\nStandardInputText={self.secret}\n"
+                            f"LogExtraFields=TOKEN={self.secret}x\n")
+            conf.chmod(0o600)  # systemd reads it as root; over D-Bus any user sees the values
 
     def _make_cgroups(self) -> list[Path]:
         tag = f"diag-e2e-{os.getpid()}-{secrets.token_hex(3)}"

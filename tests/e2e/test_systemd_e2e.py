@@ -20,6 +20,7 @@ from . import harness
 pytestmark = pytest.mark.e2e
 
 SERVICE = "n8n.service"
+UNIT_SECRET = "unit-env-canary-" + secrets.token_hex(6)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def booted(e2e):
     if not os.access(harness.SYSTEMD, os.X_OK) or not os.access("/usr/bin/dbus-daemon", os.X_OK):
         pytest.fail("systemd and dbus-daemon are needed (scripts/setup installs them)")
     marker = f"stand-in n8n up {secrets.token_hex(4)}"
-    boot = harness.BootedSystemd(e2e.work, SERVICE, marker)
+    boot = harness.BootedSystemd(e2e.work, SERVICE, marker, secret=UNIT_SECRET)
     policy = e2e.policy.parent / "systemd-required.toml"
     policy.write_text(f'include = ["{e2e.policy}"]\n[settings]\nsandbox = "required"\n')
     policy.chmod(0o644)
@@ -126,5 +127,122 @@ def test_what_systemctl_reads_itself_is_behind_the_wall(e2e, booted):
     assert_inside_the_wall(e2e, rec)
 
     res, rec = wrapper(e2e, booted, "systemctl cat n8n", e2e.policy.parent / "systemd-units-off.toml")
-    assert res.returncode == 0 and b"ExecStart=" in res.stdout  # the gap is real without the wall
+    assert b"ExecStart=" in res.stdout  # the gap is real without the wall
+    # (the mode-0600 secret drop-in stays unreadable to systemctl cat: file modes hold there)
+    assert UNIT_SECRET.encode() not in res.stdout and b"50-secret.conf: Permission denied" in res.stderr
     assert "sandbox" not in rec["DIAG_LAYERS"].split(",")
+
+
+# --------------------------------------------------------------------------- what output leaks
+
+CANARIES = {
+    "COREDUMP_ENVIRON": "environ-canary-" + secrets.token_hex(6),
+    "COREDUMP_CMDLINE": "cmdline-canary-" + secrets.token_hex(6),
+    "COREDUMP": "core-canary-" + secrets.token_hex(6),
+    "COREDUMP_OPEN_FDS": "fds-canary-" + secrets.token_hex(6),
+    "COREDUMP_PROC_STATUS": "status-canary-" + secrets.token_hex(6),
+}
+COREDUMP_MESSAGE = "Process 4242 (node) of user 0 dumped core."
+
+SEND_COREDUMP = r"""
+import json, sys
+from systemd import journal
+fields = json.loads(sys.argv[1])
+journal.send(sys.argv[2], MESSAGE_ID="fc2e22bc6ee647b6b90729ab34a250b1", COREDUMP_UNIT="n8n.service",
+             COREDUMP_SIGNAL_NAME="SIGSEGV", COREDUMP_PID="4242", COREDUMP_COMM="node",
+             SYSLOG_IDENTIFIER="systemd-coredump", PRIORITY="2", **fields)
+"""
+
+
+@pytest.fixture(scope="module")
+def coredump(e2e, booted):
+    """A systemd-coredump style record for n8n (as root, so `-u n8n` matches it too)."""
+    boot, _ = booted
+    cursor = boot.cursor()
+    res = boot.run([str(e2e.python), "-c", SEND_COREDUMP, __import__("json").dumps(CANARIES), COREDUMP_MESSAGE])
+    assert res.returncode == 0, res.stderr
+    rec = boot.records_since(cursor, expect=1, identifier="systemd-coredump")
+    assert rec and rec[-1]["COREDUMP_ENVIRON"] == CANARIES["COREDUMP_ENVIRON"]
+    # The control: the record is reachable by the unit's own matches, and a plain
+    # `journalctl -u n8n -o json` prints the environment of the crashed process.
+    plain = boot.run(["runuser", "-u", e2e.user.name, "--", "journalctl", "-u", "n8n", "-o", "json", "--no-pager"])
+    assert CANARIES["COREDUMP_ENVIRON"].encode() in plain.stdout, plain.stderr
+    return boot
+
+
+def _no_canary(res) -> None:
+    out = res.stdout + res.stderr
+    for name, canary in CANARIES.items():
+        assert canary.encode() not in out, (name, out[:2000])
+    assert UNIT_SECRET.encode() not in out
+
+
+MODES = ["short", "short-full", "short-iso", "short-iso-precise", "short-precise", "short-monotonic",
+         "short-delta", "short-unix", "verbose", "export", "json", "json-pretty", "json-sse", "json-seq", "cat",
+         "with-unit"]
+FIELD_OPTIONS = ["", "--output-fields=MESSAGE,COREDUMP_UNIT,COREDUMP_SIGNAL_NAME", "--output-fields=COREDUMP_ENVIRON",
+                 "--output-fields=MESSAGE,COREDUMP_CMDLINE", "-F COREDUMP_ENVIRON"]
+
+
+@pytest.mark.parametrize("select", ["-u n8n", "COREDUMP_UNIT=n8n.service"])
+@pytest.mark.parametrize("fields", FIELD_OPTIONS)
+@pytest.mark.parametrize("mode", MODES)
+def test_no_output_mode_or_field_option_prints_a_coredump_canary(e2e, booted, coredump, mode, fields, select):
+    res, rec = wrapper(e2e, booted, f"journalctl {select} -o {mode} {fields}".strip())
+    _no_canary(res)
+    if "COREDUMP_ENVIRON" in fields or "COREDUMP_CMDLINE" in fields:
+        assert res.returncode == 77 and rec["DIAG_CODE"] == "match.bad-value"
+        return
+    assert res.returncode == 0, res.stderr
+    assert_inside_the_wall(e2e, rec)
+    out = res.stdout.decode()
+    if mode not in ("export",) and not (mode == "cat" and "MESSAGE" not in fields and fields):
+        assert "dumped core" in out, out[:500]  # the useful part still arrives
+    if mode.startswith("json") or mode in ("verbose", "export"):
+        assert "COREDUMP_SIGNAL_NAME" in out or "SIGSEGV" in out
+
+
+@pytest.mark.parametrize("command", ["journalctl -F COREDUMP_ENVIRON", "journalctl --field=COREDUMP_CMDLINE",
+                                     "journalctl -F COREDUMP"])
+def test_field_values_of_secret_fields_are_refused(e2e, booted, coredump, command):
+    res, rec = wrapper(e2e, booted, command)
+    _no_canary(res)
+    assert res.returncode == 77 and rec["DIAG_CODE"] == "match.bad-value"
+
+
+def test_safe_field_values_are_listed(e2e, booted, coredump):
+    res, rec = wrapper(e2e, booted, "journalctl -F COREDUMP_UNIT")
+    assert res.returncode == 0 and res.stdout.decode().split() == ["n8n.service"]
+
+
+@pytest.mark.parametrize("command", [
+    "systemctl show n8n", "systemctl show", "systemctl show --all n8n", "systemctl show --value n8n",
+    "systemctl status n8n", "systemctl status -l -n 100 n8n", "systemctl status n8n -o cat",
+    "systemctl status n8n -o short-iso", "systemctl -a show n8n",
+])
+def test_systemctl_prints_no_secret_of_the_unit_or_its_coredumps(e2e, booted, coredump, command):
+    res, rec = wrapper(e2e, booted, command)
+    assert res.returncode in (0, 3), res.stderr  # status: 3 when a unit is not active
+    _no_canary(res)
+    assert_inside_the_wall(e2e, rec)
+    if command.startswith("systemctl show") and "--value" not in command:
+        assert b"ActiveState=" in res.stdout or b"SystemState=" in res.stdout
+
+
+@pytest.mark.parametrize("command", [
+    "systemctl show -p Environment n8n", "systemctl show --property=Id,Environment n8n",
+    "systemctl show -P SetCredential n8n", "systemctl show -p StandardInputText n8n",
+    "systemctl show -p LogExtraFields n8n", "systemctl show -p environment n8n", "systemctl status -o json n8n",
+    "systemctl status -o verbose n8n", "systemctl status -o export n8n",
+])
+def test_systemctl_forms_that_would_print_secrets_are_refused(e2e, booted, coredump, command):
+    res, rec = wrapper(e2e, booted, command)
+    _no_canary(res)
+    assert res.returncode == 77 and rec["DIAG_CODE"] == "match.bad-value"
+
+
+def test_the_unit_secret_is_really_there_for_any_user(e2e, booted):
+    # The control: systemd hands Environment= of a mode-0600 drop-in to any user over D-Bus.
+    boot, _ = booted
+    res = boot.run(["runuser", "-u", e2e.user.name, "--", "systemctl", "show", "-p", "Environment", SERVICE])
+    assert UNIT_SECRET.encode() in res.stdout, res.stderr

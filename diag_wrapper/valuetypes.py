@@ -123,8 +123,8 @@ class ValueType(NamedTuple):
         m = _ADDRESS.fullmatch(v)
         if not m or not (m["v4"] or m["v6"] or m["any"] or m["port"]):
             return bad
-        if m["prefix"] is not None and not (m["v4"] or m["v6"]):
-            return bad
+        if m["prefix"] is not None and not m["v4"]:
+            return bad  # ss reads "[V6]/N" as a service name (it opens /etc/services): no v6 prefixes
         if m["port"] not in (None, "*") and int(m["port"]) > 65535:
             return bad
         try:

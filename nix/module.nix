@@ -65,6 +65,12 @@ let
     "NIX_PYTHONPATH"
     "NIX_PYTHONEXECUTABLE"
     "NIX_PYTHONPREFIX"
+    # what sshd itself sets for the session: a client must not forge the audit's login key
+    # (SSH_USER_AUTH) or the command the wrapper decides on
+    "SSH_USER_AUTH"
+    "SSH_ORIGINAL_COMMAND"
+    "SSH_CONNECTION"
+    "SSH_CLIENT"
   ];
   # AcceptEnv patterns use '*' and '?'; translate one to a regex.
   envPatternRegex =
@@ -300,6 +306,11 @@ in
     };
 
     environment.etc.${policyEtcPath}.source = policyFile;
+
+    # The wrapper's state (settings.state_dir): lock slots that bound concurrent commands
+    # and the per-key rate counters. Root makes it; the diag group writes in it (only the
+    # wrapper runs as diag, and the commands it runs cannot write files: RLIMIT_FSIZE 0).
+    systemd.tmpfiles.rules = [ "d /run/diag-wrapper 0770 root ${userName} -" ];
 
     # After the sshd module's own lines (mkOrder 0) and after every
     # default-priority extraConfig, so no global keyword lands in our block;

@@ -256,3 +256,25 @@ def test_ss_filters_name_nothing_that_is_looked_up(web02, command):
 def test_ss_numeric_filters_are_allowed(web02, command):
     d = _decide(web02, command)
     assert d.decision == ALLOW, d.reason
+
+
+# --------------------------------------------------------------------------- the wrapper's own stdin
+
+
+def test_the_dev_stdin_entry_takes_no_alias_from_the_wrappers_own_stdin(web02, tmp_path):
+    # /dev/stdin -> /proc/self/fd/0 is whatever the *wrapper's* standard input is: with stdin
+    # redirected from a file, that file used to become a deny entry (and check disagreed).
+    import subprocess
+    import sys
+
+
+    target = tmp_path / "plain.txt"
+    target.write_text("plain\n")
+    code = ("import sys; from diag_wrapper.policy import load; from diag_wrapper.decision import decide;"
+            f"d = decide(b'cat {target}', load(sys.argv[1])); print(d.code)")
+    policy = web02.sources[-1]
+    with open(target, "rb") as stdin:
+        out = subprocess.run([sys.executable, "-c", code, policy], stdin=stdin, capture_output=True, text=True)
+    assert out.stdout.strip() == "allow", out.stderr
+    assert _decide(web02, "cat /dev/stdin").code == "path.denied"
+    assert _decide(web02, "cat /proc/self/fd/0").code == "path.denied"

@@ -118,6 +118,12 @@ let
           default = true;
         };
 
+        # nixos/modules/system/boot/systemd/tmpfiles.nix
+        systemd.tmpfiles.rules = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+        };
+
         users.users = mkOption {
           default = { };
           type = types.attrsOf (
@@ -377,6 +383,7 @@ let
       policyText = if etc == null then null else etc.source.text;
       policyValue = if etc == null then null else etc.source.value;
       hostPolicy = cfg.services.diag.hostPolicy;
+      tmpfiles = cfg.systemd.tmpfiles.rules;
     };
 
   forceCommand = "${storePrefix}/bin/diag-wrapper --policy /etc/diag-wrapper/policy.toml";
@@ -457,6 +464,7 @@ let
   acceptStar = variant { services.openssh.settings.AcceptEnv = [ "*" ]; };
   acceptBash = variant { services.openssh.settings.AcceptEnv = [ "BASH_*" ]; };
   acceptNix = variant { services.openssh.settings.AcceptEnv = [ "NIX_PYTHON?ATH" ]; };
+  acceptSsh = variant { services.openssh.settings.AcceptEnv = [ "SSH_*" ]; };
   allowUsersMissing = variant { services.openssh.settings.AllowUsers = [ "root" ]; };
   allowUsersOk = variant {
     services.openssh.settings.AllowUsers = [
@@ -627,6 +635,9 @@ let
     "AcceptEnv * is refused" = mentions "AcceptEnv" acceptStar.failedAssertions;
     "AcceptEnv BASH_* is refused" = mentions "BASH_*" acceptBash.failedAssertions;
     "AcceptEnv NIX_PYTHON?ATH is refused" = mentions "NIX_PYTHON?ATH" acceptNix.failedAssertions;
+    "AcceptEnv SSH_* is refused (a forged SSH_USER_AUTH)" = mentions "SSH_*" acceptSsh.failedAssertions;
+    "the state directory is made by tmpfiles, writable by the diag group" =
+      lib.elem "d /run/diag-wrapper 0770 root diag -" basic.tmpfiles;
     "AllowUsers without diag is refused" = mentions "AllowUsers" allowUsersMissing.failedAssertions;
     "AllowUsers with diag is fine" = allowUsersOk.failedAssertions == [ ];
     "keys with their own options are refused" = mentions "bare public keys" keyWithOptions.failedAssertions;

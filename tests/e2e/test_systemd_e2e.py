@@ -246,3 +246,12 @@ def test_the_unit_secret_is_really_there_for_any_user(e2e, booted):
     boot, _ = booted
     res = boot.run(["runuser", "-u", e2e.user.name, "--", "systemctl", "show", "-p", "Environment", SERVICE])
     assert UNIT_SECRET.encode() in res.stdout, res.stderr
+
+
+def test_hostnamectl_status_runs_on_this_systemd(e2e, booted):
+    # systemd 252 refuses --no-pager for hostnamectl ("unrecognized option"): it is not forced.
+    res, rec = wrapper(e2e, booted, "hostnamectl status")
+    assert b"unrecognized option" not in res.stderr
+    assert_inside_the_wall(e2e, rec)
+    if res.returncode == 0:
+        assert b"hostname" in res.stdout.lower()

@@ -96,7 +96,9 @@ def bench_policy(tmp: str) -> str:
     """policy/demo.toml (web-02 with an FHS search path) plus `true`, the cheapest exec."""
     path = os.path.join(tmp, "bench-policy.toml")
     with open(path, "w") as f:
-        f.write(f'include = ["{REPO}/policy/demo.toml"]\n\n[commands.true]\nsummary = "do nothing"\n')
+        f.write(f'include = ["{REPO}/policy/demo.toml"]\n\n[commands.true]\nsummary = "do nothing"\n'
+                f'[settings]\nstate_dir = "{tmp}/state"\nrate_per_minute = 100000\n')
+    os.makedirs(os.path.join(tmp, "state"), exist_ok=True)
     return path
 
 

@@ -10,7 +10,7 @@ cannot write files: RLIMIT_FSIZE is 0).
   the slot is free again exactly when the command and everything it started have
   exited. All taken: ``limit.busy``.
 * **Rate.** Per login key (its fingerprint; the user name without one) a fixed
-  one-minute window counts decisions in ``rate.<hash>``. Over ``rate_per_minute``
+  one-minute window counts decisions in ``rate.<hex of the key>``. Over ``rate_per_minute``
   the command is refused (``limit.rate``) before it is parsed, and only the first
   refusal of a window is written to the journal, so no client can flood it.
 
@@ -21,7 +21,6 @@ it neither bound holds.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import time
 
@@ -59,7 +58,7 @@ def take_slot(state_dir: str, slots: int) -> int:
 
 def count(state_dir: str, who: str, per_minute: int, now: float | None = None) -> tuple[bool, bool]:
     """Count one decision for ``who``; returns (allowed, first refusal of this window)."""
-    name = "rate." + hashlib.sha256(who.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    name = "rate." + who.encode("utf-8", "surrogateescape").hex()[:200]  # a file name for any key
     fd = _open(state_dir, name)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

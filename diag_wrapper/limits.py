@@ -30,8 +30,16 @@ _OPEN = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _open(state_dir: str, name: str, mode: int = os.O_RDWR) -> int:
+    """Open (or make) one state file. Files are made 0666: the directory (0770 root:diag)
+    is what keeps others out, and every uid the wrapper may run as must share them."""
     try:
-        return os.open(os.path.join(state_dir, name), _OPEN | mode, 0o660)
+        fd = os.open(os.path.join(state_dir, name), _OPEN | mode, 0o666)
+        try:
+            if os.fstat(fd).st_uid == os.getuid():
+                os.fchmod(fd, 0o666)  # past the session's umask
+        except OSError:
+            pass
+        return fd
     except OSError as exc:
         raise Deny("limit.unavailable", f"the wrapper's state directory {state_dir} cannot be used"
                    f" ({exc.strerror or exc}); nothing was executed. The host must provide it"

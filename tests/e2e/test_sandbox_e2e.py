@@ -31,11 +31,17 @@ def gap(e2e):
     if not (bindir / "gapcat").exists():
         (bindir / "gapcat").symlink_to(shutil.which("cat"))
     policies = {}
+    # shared by the test user and by root inside a user namespace (NO_USERNS below), to whom
+    # the test user's files belong to nobody: a state directory both may write
+    state = e2e.work / "gap-state"
+    state.mkdir(exist_ok=True)
+    state.chmod(0o777)
     for mode in ("auto", "off", "required"):
         p = e2e.policy.parent / f"gap-{mode}.toml"
         p.write_text(
             f'include = ["{e2e.policy}"]\n'
             f'[settings]\nsandbox = "{mode}"\nsearch_path = ["{bindir}", "/usr/bin", "/bin"]\n'
+            f'state_dir = "{state}"\n'
             f'[[deny]]\npath = "{secret_dir}"\nwhy = "planted test secret"\n'
             '[commands.gapcat]\nargs = [{ name = "X", type = "pattern", min = 1, max = 1 }]\n'
         )

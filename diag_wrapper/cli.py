@@ -106,7 +106,12 @@ def force_command(args: list[str]) -> int:
             return _finish(d, policy, session=session)
         _err(_describe_deny(d, None))
         return EX_NOPERM
-    d = _wall(decide(raw, policy), policy)
+    d = decide(raw, policy)
+    if d.decision == ALLOW:
+        from .execute import apply_limits
+
+        apply_limits(d)  # before the wall (see apply_limits); nothing after this writes a file
+    d = _wall(d, policy)
     if d.decision == ALLOW:
         try:
             limits.take_slot(s.state_dir, s.max_concurrent)  # held by the command until it exits
@@ -134,7 +139,9 @@ def _wall(d: Decision, policy: Policy) -> Decision:
         from .deny import RealFs
 
         try:
-            sandbox.enter(sandbox.wall_paths((e.path for e in policy.deny), RealFs().mounts()))
+            name = d.argv[0]
+            sandbox.enter(sandbox.wall_paths((e.path for e in policy.deny if name not in e.wall_except),
+                                             RealFs().mounts()))
         except OSError as exc:
             if getattr(exc, "partial", False):
                 return deny(d.command, "sandbox.partial", f"the kernel wall came up only in part ({exc}) and"

@@ -88,10 +88,16 @@ _Comp = str | re.Pattern[str]  # a literal component or a compiled one-component
 
 
 class DenyEntry(NamedTuple):
-    """One ``[[deny]]`` entry: an absolute path, ``*`` allowed within components."""
+    """One ``[[deny]]`` entry: an absolute path, ``*`` allowed within components.
+
+    ``wall_except``: commands for which the kernel wall leaves it uncovered, because they
+    read it themselves through their own typed interface (journalctl and systemctl read
+    the journal files; no path value given to any command reaches them).
+    """
 
     path: str
     why: str
+    wall_except: tuple[str, ...] = ()
 
 
 def validate_entry(path: str) -> None:

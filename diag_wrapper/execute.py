@@ -135,6 +135,19 @@ def prepare(d: Decision, denylist: "DenyList") -> Decision:
     return d._replace(exec_argv=tuple(argv), layers=(*d.layers, "fd-passing"))
 
 
+def apply_limits(decision: Decision) -> None:
+    """Set the decision's rlimits (soft = hard) on this process; they survive execve.
+
+    Called before the kernel wall: RLIMIT_NPROC is counted per user namespace level, and the
+    level of the diag user keeps the limit its creator had when the namespace was made, so set
+    after unshare(CLONE_NEWUSER) it would bound only the command's own namespace.
+    """
+    import resource
+
+    for name, value in decision.rlimits:
+        resource.setrlimit(getattr(resource, name), (value, value))
+
+
 def execute(decision: Decision) -> NoReturn:
     if not decision.allowed or not decision.executable:
         raise RuntimeError("execute() called without an allow decision")  # never reached from cli
@@ -142,10 +155,6 @@ def execute(decision: Decision) -> NoReturn:
     for sig in sigs:
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
-    import resource
-
-    for name, value in decision.rlimits:
-        resource.setrlimit(getattr(resource, name), (value, value))
     if decision.timeout:
         signal.alarm(decision.timeout)
     os.execve(decision.executable, list(decision.exec_argv), dict(decision.env))

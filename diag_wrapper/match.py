@@ -51,6 +51,12 @@ def match(argv: tuple[str, ...], policy: Policy) -> Match:
                 raise Deny("match.bad-value", f"{spelled}: {problem}", rule)
             if opt.value.path_kind:
                 paths.append((value, opt.value.path_kind))
+    if rest:
+        for f in (cmd.form,) if form is cmd.form else (cmd.form, form):
+            clash = [spelled for opt, spelled, _ in used if any(cmd.index[n] is opt for n in f.no_args_with)]
+            if clash:
+                raise Deny("match.bad-combination", f"{clash[0]} cannot be combined with arguments here"
+                           f" ({' '.join(rest[:3])}...): drop {clash[0]} (the arguments say it already)", rule)
     given = 0
     for slot, value in _fill(rule, form.args, rest):
         kind = slot.type.path_kind

@@ -47,6 +47,9 @@ _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=")
 _MULTILINE = frozenset("\n\r\x85\u2028\u2029")
 # Slashes, dots and colons NFKC keeps as they are (math and box-drawing symbols).
 _LOOKALIKES = frozenset("\u2215\u2044\u29f8\u29f9\u2216\u29f5\u2571\u2572\u2024\u2027\u02d0\ua789\u2236")
+# Scripts with letters that look like Latin ones ("/etc/pаsswd" with a Cyrillic a): refused
+# in a word that also has ASCII letters (a whole word of Cyrillic or Greek text passes).
+_LOOKALIKE_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC", "LISU", "TIFINAGH", "VAI")
 # Backslash inside double quotes only escapes these.
 _DQ_ESCAPABLE = frozenset('$`"\\')
 
@@ -111,6 +114,12 @@ def _check_confusable(text: str) -> None:
                 raise _deny("input.confusable", f"command contains U+{ord(ch):04X} ({name}), which {seen}"
                             " to a reader but not to bash; type it in plain ASCII")
         prev = ch
+    for word in text.split(" "):
+        if any(c.isascii() and c.isalpha() for c in word):
+            for ch in word:
+                if not ch.isascii() and unicodedata.name(ch, "").startswith(_LOOKALIKE_SCRIPTS):
+                    raise _deny("input.confusable", f"{word!r} mixes Latin letters with U+{ord(ch):04X}"
+                                f" ({unicodedata.name(ch)}), which looks like a Latin letter; type it in plain ASCII")
 
 
 def _dollar(text: str, i: int, quoted: bool) -> Deny:

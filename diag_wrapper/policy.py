@@ -62,6 +62,7 @@ class Form(NamedTuple):
     options: tuple[Option, ...] = ()
     args: tuple[ArgSlot, ...] = ()
     defaults: tuple[Default, ...] = ()
+    no_args_with: tuple[str, ...] = ()  # options after which no positional is accepted
 
 
 class Command(NamedTuple):
@@ -156,9 +157,9 @@ _TYPE_KEYS = {
     "time": set(),
     "enum": {"values"},
     "list": {"values", "sep"},
-    "field_match": set(),
+    "field_match": {"fields"},
     "pattern": set(),
-    "regex": {"pattern", "deny", "sep"},
+    "regex": {"pattern"},
     "file": set(),
     "tree": set(),
     "address": {"words"},
@@ -201,13 +202,17 @@ def _value_type(where: str, spec: Any, named: Mapping[str, ValueType]) -> ValueT
             compile_regex(pattern)
         except ValueError as exc:
             raise _fail(where, str(exc)) from None
-        deny = _str_list(f"{where}.deny", table.get("deny", []))
-        sep = _typed(f"{where}.sep", table.get("sep", ","), str, "a string")
-        if len(sep) != 1:
-            raise _fail(where, "sep must be one character")
-        return ValueType(kind, pattern=pattern, deny=deny, sep=sep)
+        return ValueType(kind, pattern=pattern)
     if kind == "unit":
         return ValueType(kind, glob=_typed(f"{where}.glob", table.get("glob", False), bool, "a boolean"))
+    if kind == "field_match":
+        if "fields" not in table:
+            return ValueType(kind)
+        ref = _typed(f"{where}.fields", table["fields"], str, "the name of a list type")
+        t = named.get(ref)
+        if t is None or t.kind != "list":
+            raise _fail(where, f"fields must name a list type under [types], got {ref!r}")
+        return ValueType(kind, values=t.values)
     if kind == "address":
         return ValueType(kind, values=_str_list(f"{where}.words", table.get("words", [])))
     return ValueType(kind)
@@ -288,12 +293,13 @@ def _defaults(where: str, spec: Any, named: Mapping[str, ValueType]) -> tuple[De
 
 
 def _form(where: str, table: Any, named: Mapping[str, ValueType], extra: set[str]) -> Form:
-    _keys(where, table, {"summary", "options", "args", "defaults"} | extra)
+    _keys(where, table, {"summary", "options", "args", "defaults", "no_args_with"} | extra)
     summary = _typed(f"{where}.summary", table.get("summary", ""), str, "a string")
     raw_opts = _typed(f"{where}.options", table.get("options", []), list, "a list of options")
     options = tuple(_option(f"{where}.options[{i}]", o, named) for i, o in enumerate(raw_opts))
     args = _args(f"{where}.args", table.get("args", []), named)
-    return Form(summary, options, args, _defaults(f"{where}.defaults", table.get("defaults", []), named))
+    return Form(summary, options, args, _defaults(f"{where}.defaults", table.get("defaults", []), named),
+                _str_list(f"{where}.no_args_with", table.get("no_args_with", [])))
 
 
 def _command(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
@@ -340,6 +346,9 @@ def _command(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
             for n in (*d.unless, *((d.when_option,) if d.when_option else ())):
                 if n not in index:
                     raise _fail(where, f"defaults: {n!r} is not one of this command's options")
+        for n in f.no_args_with:
+            if n not in index:
+                raise _fail(where, f"no_args_with: {n!r} is not one of this command's options")
     reads = _typed(f"{where}.reads", table.get("reads", "names"), str, "a string")
     if reads not in ("names", "content"):
         raise _fail(where, "reads must be 'names' or 'content'")
@@ -407,13 +416,14 @@ def load(path: str) -> Policy:
             named[tname] = _value_type(f"{src}: types.{tname}", spec, named)
         for i, d in enumerate(_typed(f"{src}: deny", data.get("deny", []), list, "a list of [[deny]] tables")):
             w = f"{src}: deny[{i}]"
-            _keys(w, d, {"path", "why"}, {"path", "why"})
+            _keys(w, d, {"path", "why", "wall_except"}, {"path", "why"})
             p = _typed(f"{w}.path", d["path"], str, "a string")
             try:
                 validate_entry(p)
             except ValueError as exc:
                 raise _fail(w, str(exc)) from None
-            deny.append(DenyEntry(p, _typed(f"{w}.why", d["why"], str, "a string")))
+            deny.append(DenyEntry(p, _typed(f"{w}.why", d["why"], str, "a string"),
+                                  _str_list(f"{w}.wall_except", d.get("wall_except", []))))
         cmds = _typed(f"{src}: commands", data.get("commands", {}), dict, "a table of commands")
         for name, table in cmds.items():
             try:

@@ -81,7 +81,7 @@ def test_modes_without_all_fields_or_with_a_checked_list_get_nothing_added(web02
 
 @pytest.mark.parametrize("command", [
     "journalctl -F _SYSTEMD_UNIT", "journalctl -F COREDUMP_UNIT", "journalctl -F CONTAINER_NAME", "journalctl -N",
-    "journalctl COREDUMP_UNIT=n8n.service -o short", "journalctl COREDUMP_ENVIRON=x",  # matching stays allowed
+    "journalctl COREDUMP_UNIT=n8n.service -o short",  # matching on a printable field stays allowed
 ])
 def test_useful_field_questions_stay_allowed(web02, command):
     assert _decide(web02, command).decision == ALLOW
@@ -92,7 +92,9 @@ def test_useful_field_questions_stay_allowed(web02, command):
 
 @pytest.mark.parametrize("prop", ["Environment", "environment", "SetCredential", "SetCredentialEncrypted",
                                   "UnsetEnvironment", "PassEnvironment", "StandardInputData", "StandardInputText",
-                                  "LogExtraFields"])
+                                  "LogExtraFields", "ExecStart", "ExecStartPre", "ExecStartPreEx", "ExecStartEx",
+                                  "ExecStop", "ExecReload", "ExecCondition", "Options", "What",
+                                  "LoadCredential", "ImportCredential", "EnvironmentFiles", "NoSuchProperty"])
 @pytest.mark.parametrize("form", ["systemctl show -p {p} n8n", "systemctl show --property={p} n8n",
                                   "systemctl show --property {p} n8n", "systemctl show -P {p} n8n",
                                   "systemctl show -p Id,{p} n8n", "systemctl show -p {p},Id", "systemctl show -p{p}",
@@ -110,7 +112,8 @@ def test_a_bare_show_gets_the_safe_property_list(web02, command):
     assert len(forced) == 1
     props = forced[0].split("=", 1)[1].split(",")
     assert "ActiveState" in props and "MainPID" in props and "NRestarts" in props
-    assert not {p for p in props if "nvironment" in p or "Credential" in p or "StandardInput" in p}
+    assert not {p for p in props if "nvironment" in p or "Credential" in p or "StandardInput" in p
+                or p.startswith("Exec") and not p.startswith("ExecMain") or p in ("Options", "What")}
 
 
 def test_show_with_a_property_list_gets_no_default(web02):
@@ -241,15 +244,35 @@ def test_kernel_patterns_star_and_double_star():
     "ss dst '[fe80::1%eth0]'", "ss dst '[dead:beef]'", "ss 'dst exfil.example'", "ss 'sport = :443 or dst x.example'",
     "ss 'dst 1.2.3.4)'", "ss '(dst 1.2.3.4'", "ss dst 1.2.3.4:99999", "ss dst 99999",
     "ss 'dst  1.2.3.4'", "ss net 10.0.0.0/8", "ss dst 10.0.0.0/33",
+    "ss -n dst 65535", "ss -tn dport = 22",  # a bare number after dst is a host name to ss
     "ss -tn 'dst [2001:db8::1]/64'",  # the real ss looks "/64" up as a service (test_ss_lookups)
 ])
 def test_ss_filters_name_nothing_that_is_looked_up(web02, command):
-    _denied(web02, command, "match.bad-value")
+    d = _decide(web02, command)
+    assert d.decision == "deny" and d.code in ("match.bad-value", "match.bad-combination"), (d.code, d.reason)
+
+
+# each of these makes the real ss look the address up as a name (tests/root/test_ss_lookups.py)
+SS_FAMILY_MISMATCH = ["ss -n -6 dst 10.0.0.0/8", "ss -n -f xdp dst 10.0.0.0/8", "ss -n -f tipc dst 10.0.0.1",
+                      "ss -n -6 dst 1.2.3.4", "ss -n -4 dst '[::1]'", "ss -n -f inet src '[::ffff:1.2.3.4]'",
+                      "ss -n --ipv6 dst 1.2.3.4"]
+# and a unix socket filter is a path pattern, never asked for
+SS_UNIX_FILTERS = ["ss -n -x dst 10.0.0.1", "ss -n -A unix dst 10.0.0.1"]
+
+
+@pytest.mark.parametrize("command", SS_FAMILY_MISMATCH + SS_UNIX_FILTERS)
+def test_ss_filters_decide_the_family_themselves(web02, command):
+    _denied(web02, command, "match.bad-combination")
+
+
+def test_ss_family_options_without_a_filter_stay_allowed(web02):
+    for command in ("ss -4 -tln", "ss -6 -tlnp", "ss -f inet -s", "ss -x -l", "ss -A tcp,udp -n"):
+        assert _decide(web02, command).decision == ALLOW, command
 
 
 @pytest.mark.parametrize("command", [
     "ss -tn dst 10.0.0.1", "ss -tn dst 10.0.0.0/8", "ss -tn dst 127.0.0.1:5432", "ss -tn 'dst [::1]:443'",
-    "ss -tn 'dst [2001:db8::1]'", "ss -tln sport = :443", "ss -tn 'sport = :443'", "ss -tn dport = 22",
+    "ss -tn 'dst [2001:db8::1]'", "ss -tln sport = :443", "ss -tn 'sport = :443'", "ss -tn dport = :22",
     "ss -t state established", "ss -t state time-wait dport = :80", "ss -tn '( dport = :80 or dport = :443 )'",
     "ss -tn not dst 127.0.0.1", "ss -tn src '*:22'", "ss -tn exclude listening",
 ])
@@ -278,3 +301,31 @@ def test_the_dev_stdin_entry_takes_no_alias_from_the_wrappers_own_stdin(web02, t
     assert out.stdout.strip() == "allow", out.stderr
     assert _decide(web02, "cat /dev/stdin").code == "path.denied"
     assert _decide(web02, "cat /proc/self/fd/0").code == "path.denied"
+
+
+# --------------------------------------------------------------------------- the journal files
+
+
+@pytest.mark.parametrize("command", [
+    "cat /var/log/journal/0123/system.journal", "grep -a x /run/log/journal/0123/system.journal",
+    "head -c 100 /var/log/journal/0123/user-1000.journal", "tail -c 100 /run/log/journal/x/system.journal",
+    "grep -r -a -o SECRET /run/log/journal", "grep -r -a x /var/log/journal", "ls /var/log/journal",
+    "cat /persist/var/log/journal/0123/system.journal", "du -sh /var/log/journal", "wc -c /run/log/journal/x",
+])
+def test_the_journal_files_are_read_only_through_journalctl(web02, command):
+    d = _decide(web02, command)
+    assert d.decision == "deny" and d.code in ("path.denied", "path.tree-contains-denied"), (d.code, d.reason)
+
+
+def test_the_wall_leaves_the_journal_to_journalctl_and_systemctl_only(web02):
+    entries = {e.path: e.wall_except for e in web02.deny}
+    for path in ("/var/log/journal", "/run/log/journal", "/persist/var/log/journal"):
+        assert entries[path] == ("journalctl", "systemctl")
+    assert all(not ex for p, ex in entries.items() if "journal" not in p)
+
+
+@pytest.mark.parametrize("match", ["COREDUMP_ENVIRON=SECRET=x", "_CMDLINE=node --password x",
+                                   "COREDUMP_CMDLINE=x", "COREDUMP=x", "COREDUMP_PROC_STATUS=x"])
+def test_matches_on_hidden_fields_are_refused(web02, match):
+    # a match answers yes or no to a guessed value of a field that is never printed
+    _denied(web02, f"journalctl -q -n 1 -o cat '{match}'", "match.bad-value")

@@ -368,6 +368,9 @@ def test_accepted_words_round_trip_through_single_quotes(s: str) -> None:
     "grep \ue000 /etc/hosts",  # private use
     "grep \U000e0001x /etc/hosts",  # language tag (Cf) is a control already, unassigned below
     "grep \u0378 /etc/hosts",  # unassigned
+    "cat /etc/p\u0430sswd",  # Cyrillic a inside a Latin word
+    "grep -r \u0455ecret /var/log/nginx",  # Cyrillic dze for s
+    "cat /etc/h\u03bfsts",  # Greek omicron
 ])
 def test_confusable_characters_are_refused(command):
     with pytest.raises(Deny) as e:

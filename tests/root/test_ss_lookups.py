@@ -17,6 +17,7 @@ import pytest
 
 from diag_wrapper.decision import ALLOW, decide
 
+from test_leaks import SS_FAMILY_MISMATCH
 from test_leaks import test_ss_numeric_filters_are_allowed as allowed_table
 
 pytestmark = pytest.mark.root
@@ -45,3 +46,12 @@ def test_allowed_filters_look_nothing_up(web02, tmp_path, command):
     assert d.decision == ALLOW, d.reason
     trace = _trace(list(d.exec_argv), tmp_path)
     assert not [line for line in trace.splitlines() if any(name in line for name in LOOKUPS)], trace
+
+
+@pytest.mark.parametrize("command", [*SS_FAMILY_MISMATCH, "ss -n dst 65535", "ss -tn 'dst [2001:db8::1]/64'"])
+def test_the_refused_forms_really_look_names_up(tmp_path, command):
+    # why they are refused: the real ss hands each of them to the resolver
+    import shlex
+
+    trace = _trace(shlex.split(command), tmp_path)
+    assert any(name in trace for name in LOOKUPS), command

@@ -329,3 +329,23 @@ def test_the_wall_leaves_the_journal_to_journalctl_and_systemctl_only(web02):
 def test_matches_on_hidden_fields_are_refused(web02, match):
     # a match answers yes or no to a guessed value of a field that is never printed
     _denied(web02, f"journalctl -q -n 1 -o cat '{match}'", "match.bad-value")
+
+
+def test_the_opened_descriptor_is_type_checked_too(tmp_path):
+    # fd passing checks the object it opened, not only the name it checked: a FIFO or a
+    # device swapped in between the two is refused
+    from diag_wrapper.decision import PathCheck
+    from diag_wrapper.execute import open_checked
+
+    fifo = tmp_path / "was-a-file"
+    os.mkfifo(fifo)
+    dl = DenyList([])
+    with pytest.raises(Deny) as e:
+        open_checked(PathCheck(str(fifo), str(fifo), "file"), dl)
+    assert e.value.code == "path.not-regular"
+    with pytest.raises(Deny) as e:
+        open_checked(PathCheck("/dev/null", "/dev/null", "file"), dl)
+    assert e.value.code == "path.not-regular"
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    os.close(open_checked(PathCheck(str(plain), str(plain), "file"), dl))

@@ -109,6 +109,7 @@ def test_auto_falls_back_with_a_journal_note(e2e, gap):
     assert rec["DIAG_DECISION"] == "allow"
     assert "sandbox-unavailable" in rec["DIAG_LAYERS"].split(",")
     assert "kernel wall unavailable" in rec["DIAG_REASON"]
+    assert rec["PRIORITY"] == "4"  # an allow without the wall is a warning for the operator
 
 
 def test_the_wall_also_covers_bind_mounted_second_names(e2e, gap):

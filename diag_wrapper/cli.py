@@ -11,7 +11,7 @@ import os
 import sys
 
 from .decision import ALLOW, DENY, HELP, Decision, decide, deny
-from .errors import Deny, PolicyError
+from .errors import Deny, InsecurePolicy, PolicyError
 from .policy import DEFAULT_POLICY, Policy, load
 
 EX_OK = 0
@@ -88,7 +88,9 @@ def force_command(args: list[str]) -> int:
                  "environment cannot change it; fix the ForceCommand line")
         return _finish(d, None)
     try:
-        policy = load(policy_path)
+        policy = load(policy_path, root_only=True)
+    except InsecurePolicy as exc:
+        return _finish(deny(raw, "policy.insecure", str(exc)), None)
     except PolicyError as exc:
         return _finish(deny(raw, "policy.error", f"the policy is invalid, every command is denied: {exc}"), None)
     from . import audit, limits
@@ -114,7 +116,8 @@ def force_command(args: list[str]) -> int:
     d = _wall(d, policy)
     if d.decision == ALLOW:
         try:
-            limits.take_slot(s.state_dir, s.max_concurrent)  # held by the command until it exits
+            slot = limits.take_slot(s.state_dir, s.max_concurrent)  # held by the command until it exits
+            d = d._replace(fds=(*d.fds, slot))
         except Deny as exc:
             d = deny(raw, exc.code, exc.message, d.rule, d.argv)
     return _finish(d, policy, session=session)

@@ -11,7 +11,7 @@ import os
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Mapping, NamedTuple
 
-from .errors import Deny
+from .errors import CODES, Deny
 
 if TYPE_CHECKING:
     from .deny import DenyList, FsView
@@ -44,6 +44,7 @@ class Decision(NamedTuple):
     paths: tuple[PathCheck, ...] = ()
     layers: tuple[str, ...] = ()  # which protections applied (see issue on identity/sandbox)
     rlimits: tuple[tuple[str, int], ...] = ()  # (RLIMIT_* name, soft = hard) set before execve
+    fds: tuple[int, ...] = ()  # descriptors the command inherits besides 0-2 (passed files, its slot)
 
     @property
     def allowed(self) -> bool:
@@ -60,6 +61,8 @@ BASE_ENV = {
 
 
 def deny(raw: bytes, code: str, reason: str, rule: str | None = None, argv: tuple[str, ...] = ()) -> Decision:
+    if code not in CODES:  # a bug: still a deny, under the code for bugs
+        code, reason = "internal.error", f"internal error (unregistered code {code!r}); nothing was executed"
     return Decision(DENY, code, reason, raw, rule=rule, argv=argv)
 
 

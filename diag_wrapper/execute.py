@@ -132,7 +132,7 @@ def prepare(d: Decision, denylist: "DenyList") -> Decision:
         raise
     for fd in fds.values():
         os.set_inheritable(fd, True)  # O_PATH descriptors survive execve; the command re-opens them
-    return d._replace(exec_argv=tuple(argv), layers=(*d.layers, "fd-passing"))
+    return d._replace(exec_argv=tuple(argv), layers=(*d.layers, "fd-passing"), fds=(*d.fds, *fds.values()))
 
 
 def apply_limits(decision: Decision) -> None:
@@ -148,6 +148,16 @@ def apply_limits(decision: Decision) -> None:
         resource.setrlimit(getattr(resource, name), (value, value))
 
 
+def close_others(keep: tuple[int, ...]) -> None:
+    """Close every descriptor but 0-2 and ``keep`` (as doas's closefrom): nothing the wrapper
+    inherited from sshd or opened itself (the journal socket, the policy) reaches the command."""
+    low = 3
+    for fd in sorted(k for k in set(keep) if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
 def execute(decision: Decision) -> NoReturn:
     if not decision.allowed or not decision.executable:
         raise RuntimeError("execute() called without an allow decision")  # never reached from cli
@@ -155,6 +165,7 @@ def execute(decision: Decision) -> NoReturn:
     for sig in sigs:
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+    close_others(decision.fds)
     if decision.timeout:
         signal.alarm(decision.timeout)
     os.execve(decision.executable, list(decision.exec_argv), dict(decision.env))

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
 from .deny import DenyEntry, validate_entry
-from .errors import PolicyError
+from .errors import InsecurePolicy, PolicyError
 from .valuetypes import KINDS, ValueType, compile_regex
 
 DEFAULT_POLICY = "/etc/diag-wrapper/policy.toml"
@@ -373,9 +373,11 @@ def _command(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
 # --------------------------------------------------------------------------- files
 
 
-def _read(path: str) -> dict:
+def _read(path: str, root_only: bool = False) -> dict:
     try:
         with open(path, "rb") as fh:
+            if root_only:
+                _check_owner(path, os.fstat(fh.fileno()))
             return tomllib.load(fh)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read the policy: {exc.strerror or exc}") from None
@@ -383,24 +385,36 @@ def _read(path: str) -> dict:
         raise PolicyError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _collect(path: str, stack: tuple[str, ...], out: list[tuple[str, dict]]) -> None:
+def _check_owner(path: str, st: os.stat_result) -> None:
+    """As doas refuses a config root does not own: in ForceCommand mode every policy file must
+    be root's and writable by nobody else, or whoever can write it decides what runs."""
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        who = f"owned by uid {st.st_uid}" if st.st_uid != 0 else "writable by group or others"
+        raise InsecurePolicy(f"{path}: the policy file is {who}; every command is denied until it is"
+                             f" root's and writable only by root (chown root {path}; chmod go-w {path})")
+
+
+def _collect(path: str, stack: tuple[str, ...], out: list[tuple[str, dict]], root_only: bool = False) -> None:
     real = os.path.realpath(path)
     if real in stack:
         raise PolicyError(f"{path}: include cycle ({' -> '.join(stack + (real,))})")
     if len(stack) > _MAX_INCLUDE_DEPTH:
         raise PolicyError(f"{path}: includes nest deeper than {_MAX_INCLUDE_DEPTH}")
-    data = _read(path)
+    data = _read(path, root_only)
     _keys(path, data, {"include", "settings", "types", "deny", "commands", "examples"})
     for inc in _str_list(f"{path}: include", data.get("include", [])):
         target = inc if os.path.isabs(inc) else os.path.join(os.path.dirname(path), inc)
-        _collect(target, stack + (real,), out)
+        _collect(target, stack + (real,), out, root_only)
     out.append((path, data))
 
 
-def load(path: str) -> Policy:
-    """Load ``path`` and its includes; raise PolicyError on anything unexpected."""
+def load(path: str, root_only: bool = False) -> Policy:
+    """Load ``path`` and its includes; raise PolicyError on anything unexpected.
+
+    ``root_only`` (ForceCommand mode): every file must be root's and not group/other
+    writable, or InsecurePolicy."""
     files: list[tuple[str, dict]] = []
-    _collect(path, (), files)
+    _collect(path, (), files, root_only)
     settings: dict[str, Any] = {}
     named: dict[str, ValueType] = {}
     commands: dict[str, Command] = {}

@@ -26,6 +26,8 @@ pytestmark = pytest.mark.root
 # program that writes a file is killed by SIGXFSZ (test_limits shows it).
 RECORDER_C = r"""
 #include <stdio.h>
+#include <dirent.h>
+#include <unistd.h>
 extern char **environ;
 int main(int argc, char **argv) {
     FILE *f = stderr;
@@ -33,6 +35,18 @@ int main(int argc, char **argv) {
     for (int i = 0; i < argc; i++) { fputs(argv[i], f); fputc(0, f); }
     fputc('\n', f);  /* argv never holds a newline: the parser refuses them */
     for (char **e = environ; *e; e++) { fputs(*e, f); fputc(0, f); }
+    fputs("\001END\n", f);
+    DIR *d = opendir("/proc/self/fd");  /* the descriptors it inherited, and where they lead */
+    struct dirent *de;
+    fputs("\001FDS", f);
+    while (d && (de = readdir(d))) {
+        char link[4096], path[300];
+        if (de->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/self/fd/%s", de->d_name);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        link[n < 0 ? 0 : n] = 0;
+        fprintf(f, "%s=%s\t", de->d_name, link);
+    }
     fputs("\001END\n", f);
     fflush(f);
     puts("recorded");
@@ -58,7 +72,8 @@ class Env:
         self.python = Path(sys.executable)
 
     def run(self, command: str | bytes | None, *, env: dict[str, str] | None = None, isolated: bool = True,
-            policy: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+            policy: Path | None = None, timeout: float = 30, pass_fds: tuple[int, ...] = ()
+            ) -> subprocess.CompletedProcess:
         self.last = None
         argv = ["env", "-i"]
         for k, v in (env or {}).items():
@@ -67,8 +82,15 @@ class Env:
             argv.append(b"SSH_ORIGINAL_COMMAND=" + (command if isinstance(command, bytes) else command.encode()))
         argv += [str(self.python)] + (["-I"] if isolated else []) + ["-m", "diag_wrapper", "--policy",
                                                                     str(policy or self.policy)]
-        self.last = self.ns.run(argv, timeout=timeout, cwd=str(self.root))
+        self.last = self.ns.run(argv, timeout=timeout, cwd=str(self.root), pass_fds=pass_fds)
         return self.last
+
+    def inherited(self) -> dict[int, str]:
+        """fd -> target of what the recorded program had open (its own directory fd included)."""
+        err = self.last.stderr
+        start = err.index(b"\x01FDS") + 4
+        items = err[start:err.index(b"\x01END\n", start)].decode().split("\t")
+        return {int(k): v for k, v in (i.split("=", 1) for i in items if i)}
 
     def recorded(self) -> tuple[list[str], dict[str, str]] | None:
         err = self.last.stderr if self.last is not None else b""
@@ -286,3 +308,35 @@ def test_without_the_wall_only_stable_names_are_handed_over(fc, tmp_path):
     # with the wall up (as here, by default) the same name is handed over as it is
     proc = fc.run(f"ls -l {loose / 'f'}")
     assert proc.returncode == 7 and fc.recorded()[0][1:] == ["-l", str(loose / "f")]
+
+
+def test_nothing_inherited_reaches_the_command_but_its_files_and_its_slot(fc, tmp_path):
+    # as doas's closefrom: descriptors from sshd (or anyone) never reach the command
+    leaked = tmp_path / "inherited-secret"
+    leaked.write_text("x")
+    fd = os.open(leaked, os.O_RDONLY)
+    os.set_inheritable(fd, True)
+    try:
+        proc = fc.run(f"cat {fc.root / 'policy.toml'}", pass_fds=(fd,))
+        assert proc.returncode == 7, proc.stderr
+        fds = fc.inherited()
+    finally:
+        os.close(fd)
+    assert not any(str(leaked) in t for t in fds.values()), fds
+    extra = {n: t for n, t in fds.items() if n > 2 and not t.startswith("/proc/")}  # its opendir
+    assert sorted(Path(t).name for t in extra.values()) == ["policy.toml", "slot.0"], fds
+    assert fc.recorded()[0][1:] == ["/dev/fd/3"] or fc.recorded()[0][1].startswith("/dev/fd/")
+
+
+def test_a_policy_someone_besides_root_could_write_denies_everything(fc, tmp_path):
+    cursor = fc.journald.cursor()
+    loose = fc.root / "loose.toml"
+    loose.write_text(f'include = ["{fc.policy}"]\n')
+    loose.chmod(0o664)
+    proc = fc.run("uptime", policy=loose)
+    assert proc.returncode == 77 and b"policy.insecure" in proc.stderr and b"chmod go-w" in proc.stderr
+    assert fc.recorded() is None
+    rec = fc.journald.records_since(cursor, expect=1)[-1]
+    assert rec["DIAG_CODE"] == "policy.insecure"
+    loose.chmod(0o644)
+    assert fc.run("uptime", policy=loose).returncode == 7  # fixed: it runs

@@ -206,3 +206,73 @@ def test_check_on_the_shipped_nixos_policy_denies_when_the_program_is_absent():
         pytest.skip("this is a NixOS host")
     rc, out, _ = _check("--policy", str(POLICY_DIR / "web-02.toml"), "--json", "--", "uptime")
     assert rc == 1 and json.loads(out)["code"] == "exec.not-found"
+
+
+# --------------------------------------------------------------------------- registry and ownership
+
+
+def _readme_codes() -> set[str]:
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = text.split("### Deny codes", 1)[1].split("\n## ", 1)[0]
+    codes: set[str] = set()
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            codes.update(re.findall(r"`([a-z]+\.[a-z-]+)`", line.split("|")[1]))
+    return codes
+
+
+def test_the_deny_code_registry_is_the_readme_table_both_ways():
+    from diag_wrapper.errors import CODES
+
+    assert _readme_codes() == set(CODES)
+
+
+def test_every_code_the_source_names_is_registered():
+    import re
+
+    from diag_wrapper.errors import CODES
+
+    src = Path(__file__).resolve().parents[1] / "diag_wrapper"
+    named = set()
+    for f in src.glob("*.py"):
+        named.update(re.findall(r'"((?:input|parse|match|path|policy|audit|exec|setup|sandbox|limit|internal)'
+                                r'\.[a-z-]+)"', f.read_text()))
+    assert named and named <= set(CODES), named - set(CODES)
+
+
+def test_an_unregistered_code_is_a_bug_not_a_new_kind_of_deny():
+    from diag_wrapper.decision import deny
+    from diag_wrapper.errors import Deny
+
+    with pytest.raises(ValueError):
+        Deny("path.made-up", "x")
+    assert deny(b"x", "path.made-up", "x").code == "internal.error"
+
+
+@pytest.mark.parametrize("mode, owner, ok", [(0o644, 0, True), (0o444, 0, True), (0o664, 0, False),
+                                             (0o646, 0, False), (0o644, 65534, False)])
+def test_forcecommand_loads_only_root_owned_policies(tmp_path, mode, owner, ok):
+    import os
+
+    from diag_wrapper.errors import InsecurePolicy
+    from diag_wrapper.policy import load
+
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    base = tmp_path / "base.toml"
+    base.write_text("[commands.uptime]\n")
+    top = tmp_path / "top.toml"
+    top.write_text('include = ["base.toml"]\n')
+    for f in (base, top):
+        f.chmod(0o644)
+    base.chmod(mode)  # the include, not the file named on the command line
+    os.chown(base, owner, 0)
+    load(str(top))  # check/lint/help: anyone's policy, nothing runs
+    if ok:
+        load(str(top), root_only=True)
+    else:
+        with pytest.raises(InsecurePolicy) as e:
+            load(str(top), root_only=True)
+        assert "base.toml" in str(e.value) and "chmod go-w" in str(e.value)

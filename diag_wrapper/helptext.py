@@ -56,6 +56,12 @@ def render(policy: Policy, topic: str | None = None) -> str:
     ]
     for name in sorted(policy.commands):
         out += [command_help(policy.commands[name]), ""]
-    out.append(f"Default time limit: {policy.settings.timeout}s. Denied locations (never readable, by any name):")
+    st = policy.settings
+    readers = ", ".join(sorted(n for n, c in policy.commands.items() if c.reads == "content"))
+    out.append(f"Limits: {st.timeout}s by default, {st.memory_mb} MiB of memory per command, {st.max_concurrent}"
+               f" commands at once, {st.rate_per_minute} commands a minute.")
+    out.append(f"{readers} read regular files and directories only; in /proc and /sys only these:")
+    out.append("  " + " ".join(st.kernel_readable))
+    out.append("Denied locations (never readable, by any name):")
     out += [f"  {e.path}  - {e.why}" for e in policy.deny]
     return "\n".join(out) + "\n"

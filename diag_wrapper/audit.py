@@ -99,9 +99,16 @@ _ESCAPES = _escape_table()
 def escape_control(text: str) -> str:
     """Make every control character visible: newline -> ``\\x0a``, backslash -> ``\\\\``.
 
+    Invisible format characters (bidi overrides such as U+202E, zero-width ones) become
+    ``\\uXXXX`` too, so a denied command cannot make its own record read differently.
     Lone surrogates (undecodable bytes) become ``\\udcXX`` as well.
     """
-    return text.translate(_ESCAPES).encode("utf-8", "backslashreplace").decode("utf-8")
+    out = text.translate(_ESCAPES)
+    if not out.isascii():
+        import unicodedata
+
+        out = "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cf" else c for c in out)
+    return out.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _to_bytes(value: str) -> bytes:

@@ -349,3 +349,23 @@ def test_the_opened_descriptor_is_type_checked_too(tmp_path):
     plain = tmp_path / "plain"
     plain.write_text("x")
     os.close(open_checked(PathCheck(str(plain), str(plain), "file"), dl))
+
+
+@pytest.mark.parametrize("command,code", [
+    ("cat /run/systemd/transient/run-u42.service", "path.denied"),
+    ("grep -r SEKRET /run/systemd", "path.tree-contains-denied"),
+    ("cat /run/systemd/system.control/n8n.service.d/50-Environment.conf", "path.denied"),
+    ("cat /etc/systemd/system.control/x.conf", "path.denied"),
+    ("ls -la /run/diag-wrapper", "path.denied"),
+    ("journalctl -u n8n -x", "match.unknown-option"),  # catalogs fill in @FIELD@ from any field
+    ("journalctl -xeu nginx", "match.unknown-option"),
+])
+def test_unit_state_outside_the_properties_is_not_readable(web02, command, code):
+    _denied(web02, command, code)
+
+
+def test_a_denied_commands_record_cannot_reorder_itself():
+    from diag_wrapper import audit
+
+    out = audit.escape_control("cat /etc/\u202ewodahs \u2066x\u2069 \u200b")
+    assert "\u202e" not in out and "\\u202e" in out and "\u2066" not in out and "\u200b" not in out

@@ -255,3 +255,24 @@ def test_hostnamectl_status_runs_on_this_systemd(e2e, booted):
     assert_inside_the_wall(e2e, rec)
     if res.returncode == 0:
         assert b"hostname" in res.stdout.lower()
+
+
+def test_transient_units_keep_their_credentials_and_environment(e2e, booted):
+    # systemd-run writes SetCredential=/Environment= into /run/systemd/transient in plain,
+    # world-readable files: a deny entry, covered by the wall for systemctl cat too
+    boot, _ = booted
+    secret = "transient-canary-" + secrets.token_hex(6)
+    res = boot.run(["systemd-run", "--unit=diag-trans", "-p", "DefaultDependencies=no", "-p",
+                    f"SetCredential=tok:{secret}", "-E",
+                    f"TOK={secret}", "--", "/bin/sleep", "600"])
+    assert res.returncode == 0, res.stderr
+    try:
+        plain = boot.run(["runuser", "-u", e2e.user.name, "--", "cat", "/run/systemd/transient/diag-trans.service"])
+        assert secret.encode() in plain.stdout  # the control: any user can read it without the wrapper
+        for command in ("systemctl cat diag-trans.service", "cat /run/systemd/transient/diag-trans.service",
+                        "grep -r transient-canary /run/systemd", "systemctl show diag-trans.service",
+                        "systemctl status diag-trans.service"):
+            res, rec = wrapper(e2e, booted, command)
+            assert secret.encode() not in res.stdout + res.stderr, command
+    finally:
+        boot.run(["systemctl", "stop", "diag-trans.service"])

@@ -41,9 +41,13 @@ def _open(state_dir: str, name: str, mode: int = os.O_RDWR) -> int:
             pass
         return fd
     except OSError as exc:
-        raise Deny("limit.unavailable", f"the wrapper's state directory {state_dir} cannot be used"
-                   f" ({exc.strerror or exc}); nothing was executed. The host must provide it"
-                   " (the NixOS module does, through tmpfiles)") from None
+        raise _unavailable(state_dir, exc) from None
+
+
+def _unavailable(state_dir: str, exc: OSError) -> Deny:
+    return Deny("limit.unavailable", f"the wrapper's state directory {state_dir} cannot be used"
+                f" ({exc.strerror or exc}); nothing was executed. The host must provide it"
+                " (the NixOS module does, through tmpfiles)")
 
 
 def take_slot(state_dir: str, slots: int) -> int:
@@ -55,9 +59,9 @@ def take_slot(state_dir: str, slots: int) -> int:
         except BlockingIOError:
             os.close(fd)
             continue
-        except OSError:
+        except OSError as exc:
             os.close(fd)
-            raise
+            raise _unavailable(state_dir, exc) from None
         os.set_inheritable(fd, True)
         return fd
     raise Deny("limit.busy", f"{slots} diag commands are already running on this host; wait for one to"
@@ -82,5 +86,7 @@ def count(state_dir: str, who: str, per_minute: int, now: float | None = None) -
         data = f"{window} {n}\n".encode()
         os.pwrite(fd, data.ljust(32), 0)
         return n <= per_minute, n == per_minute + 1
+    except OSError as exc:  # a full or read-only file system: no count, no command
+        raise _unavailable(state_dir, exc) from None
     finally:
         os.close(fd)

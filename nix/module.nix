@@ -86,13 +86,40 @@ let
       else
         "[${c}]"
     ) (lib.stringToCharacters pat);
+  # In nixpkgs AcceptEnv is a freeform settings atom (nullOr (oneOf [bool int float str])):
+  # one string, patterns separated by spaces ("LANG LC_*"). A list is accepted too, should a
+  # module declare it so. sshd also takes AcceptEnv lines from extraConfig; each adds patterns.
+  words = str: lib.filter (w: w != "") (lib.splitString " " (lib.replaceStrings [ "\t" "," ] [ " " " " ] str));
   acceptEnv = sshd.settings.AcceptEnv or null;
-  acceptEnvList = if acceptEnv == null then [ ] else lib.concatMap (lib.splitString " ") acceptEnv;
+  acceptEnvSettings =
+    if acceptEnv == null then
+      [ ]
+    else if builtins.isList acceptEnv then
+      lib.concatMap words acceptEnv
+    else
+      words (toString acceptEnv);
+  configLines = map lib.trim (lib.splitString "\n" sshd.extraConfig);
+  keywordLines =
+    kw: lib.filter (l: lib.toLower (builtins.head (words l ++ [ "" ])) == lib.toLower kw) configLines;
+  acceptEnvExtra = lib.concatMap (l: builtins.tail (words l)) (keywordLines "AcceptEnv");
+  acceptEnvList = acceptEnvSettings ++ acceptEnvExtra;
   dangerousAccepted = lib.filter (
     pat: pat != "" && lib.any (v: builtins.match (envPatternRegex pat) v != null) dangerousEnv
   ) acceptEnvList;
 
+  # AllowUsers/DenyUsers/AllowGroups/DenyGroups (nixpkgs: nullOr (listOf str)); a user
+  # pattern may be USER@HOST, where only the user part is about who logs in.
   allowUsers = sshd.settings.AllowUsers or null;
+  denyUsers = sshd.settings.DenyUsers or null;
+  allowGroups = sshd.settings.AllowGroups or null;
+  denyGroups = sshd.settings.DenyGroups or null;
+  userPart = pat: builtins.head (lib.splitString "@" pat);
+  matchesName = name: pat: builtins.match (envPatternRegex pat) name != null;
+  diagGroups = [ userName ] ++ config.users.users.${userName}.extraGroups;
+  userAllowed = allowUsers == null || lib.any (p: matchesName userName (userPart p)) allowUsers;
+  userDenied = denyUsers != null && lib.any (p: matchesName userName (userPart p)) denyUsers;
+  groupAllowed = allowGroups == null || lib.any (p: lib.any (g: matchesName g p) diagGroups) allowGroups;
+  groupDenied = denyGroups != null && lib.any (p: lib.any (g: matchesName g p) diagGroups) denyGroups;
 
   policyValue = {
     include = [ cfg.hostPolicy ];
@@ -276,8 +303,20 @@ in
         message = "services.openssh.settings.AcceptEnv accepts ${lib.concatStringsSep " " dangerousAccepted}, which lets an SSH client change the diag login shell or loader before the wrapper runs";
       }
       {
-        assertion = allowUsers == null || lib.elem userName allowUsers;
-        message = "services.openssh.settings.AllowUsers is set and does not contain diag";
+        assertion = userAllowed;
+        message = "services.openssh.settings.AllowUsers is set and no pattern in it admits diag: diag could not log in";
+      }
+      {
+        assertion = !userDenied;
+        message = "services.openssh.settings.DenyUsers has a pattern that matches diag: diag could not log in";
+      }
+      {
+        assertion = groupAllowed;
+        message = "services.openssh.settings.AllowGroups is set and admits none of diag's groups (${lib.concatStringsSep ", " diagGroups}): diag could not log in";
+      }
+      {
+        assertion = !groupDenied;
+        message = "services.openssh.settings.DenyGroups matches one of diag's groups (${lib.concatStringsSep ", " diagGroups}): diag could not log in";
       }
     ];
 

@@ -217,11 +217,25 @@ let
             type = types.submodule {
               freeformType = types.attrsOf types.anything;
               options = {
+                # as nixpkgs' sshd.nix declares them: AcceptEnv is not declared there and
+                # falls to the freeform atom type; the four access lists are nullOr (listOf str)
                 AcceptEnv = mkOption {
-                  type = types.nullOr (types.listOf types.str);
+                  type = types.nullOr (types.oneOf [ types.bool types.int types.float types.str ]);
                   default = null;
                 };
                 AllowUsers = mkOption {
+                  type = types.nullOr (types.listOf types.str);
+                  default = null;
+                };
+                DenyUsers = mkOption {
+                  type = types.nullOr (types.listOf types.str);
+                  default = null;
+                };
+                AllowGroups = mkOption {
+                  type = types.nullOr (types.listOf types.str);
+                  default = null;
+                };
+                DenyGroups = mkOption {
                   type = types.nullOr (types.listOf types.str);
                   default = null;
                 };
@@ -455,16 +469,19 @@ let
 
   variant = m: summary (evalNixos [ base m ]);
   wheel = variant { users.users.diag.extraGroups = [ "wheel" ]; };
-  acceptOk = variant {
-    services.openssh.settings.AcceptEnv = [
-      "LANG"
-      "LC_*"
-    ];
-  };
-  acceptStar = variant { services.openssh.settings.AcceptEnv = [ "*" ]; };
-  acceptBash = variant { services.openssh.settings.AcceptEnv = [ "BASH_*" ]; };
-  acceptNix = variant { services.openssh.settings.AcceptEnv = [ "NIX_PYTHON?ATH" ]; };
-  acceptSsh = variant { services.openssh.settings.AcceptEnv = [ "SSH_*" ]; };
+  acceptOk = variant { services.openssh.settings.AcceptEnv = "LANG LC_*"; };
+  acceptStar = variant { services.openssh.settings.AcceptEnv = "*"; };
+  acceptBash = variant { services.openssh.settings.AcceptEnv = "LANG BASH_*"; };
+  acceptNix = variant { services.openssh.settings.AcceptEnv = "NIX_PYTHON?ATH"; };
+  acceptSsh = variant { services.openssh.settings.AcceptEnv = "LC_* SSH_*"; };
+  acceptInExtraConfig = variant { services.openssh.extraConfig = "AcceptEnv LANG\n  acceptenv LD_PRELOAD\n"; };
+  acceptOkInExtraConfig = variant { services.openssh.extraConfig = "AcceptEnv LANG LC_*\n"; };
+  denyUsersDiag = variant { services.openssh.settings.DenyUsers = [ "d*g@10.0.0.*" ]; };
+  denyUsersOther = variant { services.openssh.settings.DenyUsers = [ "guest" ]; };
+  allowUsersPattern = variant { services.openssh.settings.AllowUsers = [ "root" "di?g@127.0.0.1" ]; };
+  allowGroupsMissing = variant { services.openssh.settings.AllowGroups = [ "wheel" ]; };
+  allowGroupsJournal = variant { services.openssh.settings.AllowGroups = [ "wheel" "systemd-journal" ]; };
+  denyGroupsDiag = variant { services.openssh.settings.DenyGroups = [ "systemd-*" ]; };
   allowUsersMissing = variant { services.openssh.settings.AllowUsers = [ "root" ]; };
   allowUsersOk = variant {
     services.openssh.settings.AllowUsers = [
@@ -636,6 +653,15 @@ let
     "AcceptEnv BASH_* is refused" = mentions "BASH_*" acceptBash.failedAssertions;
     "AcceptEnv NIX_PYTHON?ATH is refused" = mentions "NIX_PYTHON?ATH" acceptNix.failedAssertions;
     "AcceptEnv SSH_* is refused (a forged SSH_USER_AUTH)" = mentions "SSH_*" acceptSsh.failedAssertions;
+    "AcceptEnv as nixpkgs types it (one string) evaluates and passes" = acceptOk.failedAssertions == [ ];
+    "AcceptEnv lines in extraConfig are checked too" = mentions "LD_PRELOAD" acceptInExtraConfig.failedAssertions;
+    "harmless AcceptEnv in extraConfig is fine" = acceptOkInExtraConfig.failedAssertions == [ ];
+    "DenyUsers matching diag (user@host pattern) is refused" = mentions "DenyUsers" denyUsersDiag.failedAssertions;
+    "DenyUsers of others is fine" = denyUsersOther.failedAssertions == [ ];
+    "AllowUsers admitting diag by a pattern is fine" = allowUsersPattern.failedAssertions == [ ];
+    "AllowGroups without a diag group is refused" = mentions "AllowGroups" allowGroupsMissing.failedAssertions;
+    "AllowGroups with systemd-journal is fine" = allowGroupsJournal.failedAssertions == [ ];
+    "DenyGroups matching a diag group is refused" = mentions "DenyGroups" denyGroupsDiag.failedAssertions;
     "the state directory is made by tmpfiles, writable by the diag group" =
       lib.elem "d /run/diag-wrapper 0770 root diag -" basic.tmpfiles;
     "AllowUsers without diag is refused" = mentions "AllowUsers" allowUsersMissing.failedAssertions;

@@ -110,16 +110,17 @@ def force_command(args: list[str]) -> int:
         return EX_NOPERM
     d = decide(raw, policy)
     if d.decision == ALLOW:
-        from .execute import apply_limits
-
-        apply_limits(d)  # before the wall (see apply_limits); nothing after this writes a file
-    d = _wall(d, policy)
-    if d.decision == ALLOW:
+        # The slot before the wall: state_dir is itself a deny entry the wall covers.
         try:
             slot = limits.take_slot(s.state_dir, s.max_concurrent)  # held by the command until it exits
             d = d._replace(fds=(*d.fds, slot))
         except Deny as exc:
             d = deny(raw, exc.code, exc.message, d.rule, d.argv)
+    if d.decision == ALLOW:
+        from .execute import apply_limits
+
+        apply_limits(d)  # before the wall (see apply_limits); nothing after this writes a file
+    d = _wall(d, policy)
     return _finish(d, policy, session=session)
 
 

@@ -27,6 +27,7 @@ import time
 from .errors import Deny
 
 _OPEN = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+_SLOT_FD = 64  # the lowest descriptor number a slot lock is moved to
 
 
 def _open(state_dir: str, name: str, mode: int = os.O_RDWR) -> int:
@@ -62,8 +63,10 @@ def take_slot(state_dir: str, slots: int) -> int:
         except OSError as exc:
             os.close(fd)
             raise _unavailable(state_dir, exc) from None
-        os.set_inheritable(fd, True)
-        return fd
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD, _SLOT_FD)  # out of the way: passed files stay /dev/fd/3...
+        os.close(fd)
+        os.set_inheritable(high, True)
+        return high
     raise Deny("limit.busy", f"{slots} diag commands are already running on this host; wait for one to"
                " finish (a -f follow runs until its time limit) and try again")
 

@@ -125,6 +125,8 @@ def fc(tmp_path_factory):
         env.policy.write_text(
             f'include = ["{harness.REPO / "policy" / "web-02.toml"}"]\n{EXTRA}\n'
             f'[settings]\nsearch_path = ["{env.bin}"]\nstate_dir = "{env.state}"\n'
+            # as /run/diag-wrapper is in the fleet policy: the wall covers the state directory
+            f'[[deny]]\npath = "{env.state}"\nwhy = "the wrapper\'s state"\n'
         )
         env.state.mkdir()
         ns = harness.Namespace(root).start()

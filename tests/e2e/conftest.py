@@ -25,6 +25,10 @@ search_path = ["/usr/bin", "/bin"]
 state_dir = "{state}"
 rate_per_minute = 100000  # the suite sends far more than an agent would
 
+[[deny]]  # as /run/diag-wrapper is in the fleet policy: the wall covers the state directory
+path = "{state}"
+why = "the wrapper's state"
+
 """
 
 DATA_TEXT = "hello from the diag-wrapper e2e suite\n"

@@ -23,7 +23,7 @@ _TIME = re.compile(r"[A-Za-z0-9 :+.@,/_-]{1,64}")
 # journalctl MATCHES: FIELD=VALUE, field names are upper case, digits and underscores.
 _FIELD_MATCH = re.compile(r"[A-Z0-9_]{1,64}=.{0,512}", re.DOTALL)
 _INT = re.compile(r"[+-]?[0-9]{1,18}")
-# address: HOST[/PREFIX][:PORT] with HOST a dotted quad, [IPv6] or '*'; or :PORT or PORT.
+# address: HOST[/PREFIX][:PORT] with HOST a dotted quad, [IPv6] or "*"; or :PORT (no bare numbers).
 _ADDRESS = re.compile(r"(?:(?P<v4>[0-9.]{7,15})|\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<any>\*))?"
                       r"(?:/(?P<prefix>[0-9]{1,3}))?(?::(?P<port>[0-9]{1,5}|\*))?")
 

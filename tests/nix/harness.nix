@@ -100,6 +100,12 @@ let
 
   # ------------------------------------------------------ NixOS stand-in options
 
+  # sshd.nix: AllowUsers, DenyUsers, AllowGroups, DenyGroups
+  accessList = mkOption {
+    type = types.nullOr (types.listOf types.str);
+    default = null;
+  };
+
   nixosStandIns =
     { lib, ... }:
     {
@@ -223,22 +229,10 @@ let
                   type = types.nullOr (types.oneOf [ types.bool types.int types.float types.str ]);
                   default = null;
                 };
-                AllowUsers = mkOption {
-                  type = types.nullOr (types.listOf types.str);
-                  default = null;
-                };
-                DenyUsers = mkOption {
-                  type = types.nullOr (types.listOf types.str);
-                  default = null;
-                };
-                AllowGroups = mkOption {
-                  type = types.nullOr (types.listOf types.str);
-                  default = null;
-                };
-                DenyGroups = mkOption {
-                  type = types.nullOr (types.listOf types.str);
-                  default = null;
-                };
+                AllowUsers = accessList;
+                DenyUsers = accessList;
+                AllowGroups = accessList;
+                DenyGroups = accessList;
                 UsePAM = mkOption {
                   type = types.bool;
                   default = true;

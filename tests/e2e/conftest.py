@@ -68,6 +68,13 @@ class E2E:
                                               timeout=5 if expect_records else 0.5)
         return result, records
 
+    def wrapper_argv(self, policy, command: str, prefix: list[str] | None = None) -> list[str]:
+        """ForceCommand mode as the test user (or under ``prefix``), SSH_ORIGINAL_COMMAND set,
+        nothing else of the environment: what sshd runs, without sshd."""
+        return [*(prefix or ["runuser", "-u", self.user.name, "--"]), "env", "-i",
+                f"SSH_ORIGINAL_COMMAND={command}", str(self.python), "-I", "-m", "diag_wrapper",
+                "--policy", str(policy)]
+
     def markers(self) -> list[str]:
         return sorted(os.listdir(self.marker_dir))
 

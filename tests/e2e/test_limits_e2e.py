@@ -19,15 +19,11 @@ pytestmark = pytest.mark.e2e
 
 
 def run_as_user(e2e, policy, command: str, timeout: float = 60):
-    argv = ["runuser", "-u", e2e.user.name, "--", "env", "-i", f"SSH_ORIGINAL_COMMAND={command}",
-            str(e2e.python), "-I", "-m", "diag_wrapper", "--policy", str(policy)]
-    return e2e.ns.run(argv, timeout=timeout, cwd="/")
+    return e2e.ns.run(e2e.wrapper_argv(policy, command), timeout=timeout, cwd="/")
 
 
 def popen_as_user(e2e, policy, command: str) -> subprocess.Popen:
-    argv = ["runuser", "-u", e2e.user.name, "--", "env", "-i", f"SSH_ORIGINAL_COMMAND={command}",
-            str(e2e.python), "-I", "-m", "diag_wrapper", "--policy", str(policy)]
-    return e2e.ns.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    return e2e.ns.popen(e2e.wrapper_argv(policy, command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
 
 
 def _policy(e2e, name: str, settings: str, state: str | None = None):

@@ -49,9 +49,7 @@ def race(e2e):
 
 
 def _run(e2e, policy, command) -> subprocess.CompletedProcess:
-    argv = ["runuser", "-u", e2e.user.name, "--", "env", "-i", f"SSH_ORIGINAL_COMMAND={command}",
-            str(e2e.python), "-I", "-m", "diag_wrapper", "--policy", str(policy)]
-    return e2e.ns.run(argv, timeout=60, cwd="/")
+    return e2e.ns.run(e2e.wrapper_argv(policy, command), timeout=60, cwd="/")
 
 
 def _loop(e2e, policy, command, runs: int) -> dict[str, int]:

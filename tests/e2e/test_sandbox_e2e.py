@@ -51,9 +51,7 @@ def gap(e2e):
 
 
 def run_as_user(e2e, policy, command: str, prefix: list[str] | None = None):
-    argv = [*(prefix or ["runuser", "-u", e2e.user.name, "--"]), "env", "-i", f"SSH_ORIGINAL_COMMAND={command}",
-            str(e2e.python), "-I", "-m", "diag_wrapper", "--policy", str(policy)]
-    return e2e.ns.run(argv, timeout=30, cwd="/")
+    return e2e.ns.run(e2e.wrapper_argv(policy, command, prefix), timeout=30, cwd="/")
 
 
 def test_journal_is_read_inside_the_wall_and_the_record_says_so(e2e):

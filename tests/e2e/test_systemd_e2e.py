@@ -51,8 +51,7 @@ def wrapper(e2e, booted, command: str, policy=None):
     boot, default = booted
     policy = policy or default
     cursor = boot.cursor()
-    res = boot.run(["runuser", "-u", e2e.user.name, "--", "env", "-i", f"SSH_ORIGINAL_COMMAND={command}",
-                    str(e2e.python), "-I", "-m", "diag_wrapper", "--policy", str(policy)], cwd="/")
+    res = boot.run(e2e.wrapper_argv(policy, command), cwd="/")
     recs = boot.records_since(cursor, expect=1)
     assert len(recs) == 1, recs
     return res, recs[0]

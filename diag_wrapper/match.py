@@ -52,7 +52,7 @@ def match(argv: tuple[str, ...], policy: Policy) -> Match:
             if opt.value.path_kind:
                 paths.append((value, opt.value.path_kind))
     if rest:
-        for f in (cmd.form,) if form is cmd.form else (cmd.form, form):
+        for f in _forms(cmd, form):
             clash = [spelled for opt, spelled, _ in used if any(cmd.index[n] is opt for n in f.no_args_with)]
             if clash:
                 raise Deny("match.bad-combination", f"{clash[0]} cannot be combined with arguments here"
@@ -73,9 +73,8 @@ def match(argv: tuple[str, ...], policy: Policy) -> Match:
 def defaults(m: Match) -> tuple[str, ...]:
     """The words the command's and the subcommand's ``defaults`` add to this argv."""
     given = {opt: value for opt, value in m.options}
-    forms = (m.command.form,) if m.form is m.command.form else (m.command.form, m.form)
     out: list[str] = []
-    for form in forms:
+    for form in _forms(m.command, m.form):
         for d in form.defaults:
             if any(m.command.index[n] in given for n in d.unless):
                 continue
@@ -85,6 +84,11 @@ def defaults(m: Match) -> tuple[str, ...]:
                     continue
             out += d.add
     return tuple(out)
+
+
+def _forms(cmd: Command, form: Form) -> tuple[Form, ...]:
+    """The command's own form, then the subcommand's (once, when there is none)."""
+    return (cmd.form,) if form is cmd.form else (cmd.form, form)
 
 
 # --------------------------------------------------------------------------- options

@@ -36,8 +36,9 @@ def _open(state_dir: str, name: str, mode: int = os.O_RDWR) -> int:
     try:
         fd = os.open(os.path.join(state_dir, name), _OPEN | mode, 0o666)
         try:
-            if os.fstat(fd).st_uid == os.getuid():
-                os.fchmod(fd, 0o666)  # past the session's umask
+            st = os.fstat(fd)
+            if st.st_mode & 0o777 != 0o666 and st.st_uid == os.getuid():
+                os.fchmod(fd, 0o666)  # past the session's umask, once: when the file was just made
         except OSError:
             pass
         return fd

@@ -57,3 +57,21 @@ def test_mountinfo_is_parsed_with_its_escapes():
     line = r"36 35 98:0 /mnt\040dir /srv/with\040space rw,noatime master:1 - ext3 /dev/root rw"
     (m,) = parse_mountinfo(line)
     assert m.root == ("mnt dir",) and m.point == ("srv", "with space")
+
+
+def test_a_wall_that_could_not_be_taken_down_refuses_in_every_mode(web02, monkeypatch):
+    # sandbox.enter takes down the covers it made when one fails; if that fails too the
+    # command must not run, whatever the mode (auto would otherwise go on without the wall)
+    from diag_wrapper import cli, sandbox
+    from diag_wrapper.decision import decide
+
+    def half_built(cover):
+        exc = sandbox.SandboxError(16, "cover /x: Device or resource busy")
+        exc.partial = True
+        raise exc
+
+    monkeypatch.setattr(sandbox, "enter", half_built)
+    for mode in ("auto", "required"):
+        policy = web02._replace(settings=web02.settings._replace(sandbox=mode))
+        d = cli._wall(decide(b"uptime", policy), policy)
+        assert (d.decision, d.code) == ("deny", "sandbox.partial") and "nothing was executed" in d.reason

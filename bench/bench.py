@@ -14,7 +14,7 @@ the wrapper are measured with the same Python. Reported, side by side:
 * peak memory (ru_maxrss of the child) of the floor and of one wrapper run;
 * import cost of stock bashlex vs diag_wrapper._bashlex (shipped LALR tables), and
   what the wrapper's own start-up spends its import time on (-X importtime);
-* in-process throughput: _bashlex.parse() per call, decide() decisions per second,
+* in-process throughput: _bashlex.parse() per call, plan() decisions per second,
   and ``diag-wrapper check`` on a batch of commands in one process.
 
 Journald: the host's if /run/systemd/journal/socket exists; otherwise (root only) a
@@ -206,15 +206,15 @@ import structlog, systemd.journal  # the floor, not timed
 clock = time.perf_counter
 t = clock(); from diag_wrapper import cli; t_cli = clock() - t
 t = clock(); policy = cli.load({policy!r}); t_load = clock() - t
-t = clock(); d = cli.decide(b"true", policy); t_first = clock() - t
-t = clock(); d = cli.decide(b"true", policy); t_again = clock() - t
+t = clock(); d = cli.plan(b"true", policy); t_first = clock() - t
+t = clock(); d = cli.plan(b"true", policy); t_again = clock() - t
 t = clock(); from diag_wrapper import audit, execute; t_audit = clock() - t
 print(t_cli, t_load, t_first, t_again, t_audit, d.decision)
 """
 
 
 def what_dominates(policy: str, runs: int) -> None:
-    """Beyond the floor: which imports, and how long policy load and decide() take."""
+    """Beyond the floor: which imports, and how long policy load and plan() take."""
     argv, _ = wrapper_argv(policy)
     env = {"PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": "true", "USER": "bench"}
     floor = {name for _, name in _importtime([PY, "-I", "-c", FLOOR], env)}
@@ -233,7 +233,7 @@ def what_dominates(policy: str, runs: int) -> None:
         vals.append(out.stdout.split())
     med = lambda i: statistics.median(float(v[i]) for v in vals) * 1000
     print(f"   phases (median of {runs}, fresh process after the floor imports):")
-    print(f"     import diag_wrapper.cli {med(0):6.1f} ms | policy load {med(1):6.1f} ms | first decide('true') "
+    print(f"     import diag_wrapper.cli {med(0):6.1f} ms | policy load {med(1):6.1f} ms | first plan('true') "
           f"{med(2):6.1f} ms (second: {med(3):.2f} ms) | import audit+execute {med(4):6.1f} ms  [{vals[0][5]}]")
 
 
@@ -255,26 +255,26 @@ def in_process(policy_path: str, seconds: float, batch: int) -> None:
             n += 100
         print(f"   _bashlex.parse {cmd!r:52} {(time.perf_counter() - t0) / n * 1e6:7.1f} us/call  ({_bashlex.mode})")
     try:
-        from diag_wrapper.decision import decide
+        from diag_wrapper.plan import plan
         from diag_wrapper.policy import load
     except Exception as e:
-        print(f"   decide()/policy.load not available yet: {e!r}")
+        print(f"   plan()/policy.load not available yet: {e!r}")
         return
     policy = load(policy_path)
     for label, cmds in (("ordinary (allowed)", ORDINARY), ("denied mix", DENIED)):
         raws = [c.encode() for c in cmds]
         kinds = {}
         for r in raws:
-            d = decide(r, policy)
+            d = plan(r, policy)
             kinds[d.decision] = kinds.get(d.decision, 0) + 1
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             for r in raws:
-                decide(r, policy)
+                plan(r, policy)
             n += len(raws)
         rate = n / (time.perf_counter() - t0)
         verdict = "" if label.startswith("denied") else ("  OK (>= 5000/s)" if rate >= 5000 else "  BELOW 5000/s")
-        print(f"   decide() {label:22} {rate:9.0f} decisions/s  {dict(sorted(kinds.items()))}{verdict}")
+        print(f"   plan() {label:22} {rate:9.0f} decisions/s  {dict(sorted(kinds.items()))}{verdict}")
 
     # the CLI: one `check` process with a batch vs with one command -> marginal rate
     argv, _ = wrapper_argv(policy_path)

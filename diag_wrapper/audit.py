@@ -1,6 +1,6 @@
 """Audit: one systemd journal record per decision, written before anything runs.
 
-``record(decision, environ)`` turns a :class:`~diag_wrapper.decision.Decision`
+``record(plan, environ)`` turns a :class:`~diag_wrapper.model.Plan`
 into exactly one journal entry. The event pipeline is structlog, configured
 locally (never through structlog's global configuration); the sink is
 ``systemd.journal.send`` from the systemd project's own Python binding.
@@ -11,7 +11,7 @@ Pipeline (each a small plain function ``(logger, method, event_dict)``):
                            DIAG_SSH_CLIENT and, with ``ExposeAuthInfo yes``,
                            the login key (DIAG_AUTH_METHOD, DIAG_KEY_FINGERPRINT)
                            read from the ``SSH_USER_AUTH`` file.
-2. ``add_decision``       the Decision's fields.
+2. ``add_decision``       the Plan's fields.
 3. ``render_message``     one readable MESSAGE line.
 4. ``escape_message``     control characters in MESSAGE become visible escapes,
                            so one record can never look like two.
@@ -34,12 +34,9 @@ from __future__ import annotations
 
 import os
 import stat
-from diag_wrapper.errors import Deny
+from typing import Any, Mapping
 
-# Annotations only (never evaluated: ``from __future__ import annotations``); importing
-# typing / collections.abc would cost milliseconds on the start-up path.
-Any = object
-Mapping = dict
+from .model import Deny, Plan
 
 SYSLOG_IDENTIFIER = "diag-wrapper"
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -253,7 +250,7 @@ def add_session(logger: Any, method: str, event: dict[str, Any]) -> dict[str, An
 
 
 def add_decision(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
-    """The Decision, as plain values (JSON for the structured ones)."""
+    """The Plan, as plain values (JSON for the structured ones)."""
     import json
 
     d = event.pop("decision")
@@ -349,7 +346,7 @@ def _check_socket() -> None:
         raise OSError(f"{JOURNAL_SOCKET} is not a socket")
 
 
-def record(decision: Any, environ: Mapping[str, str], known: dict[str, str] | None = None) -> None:
+def record(decision: Plan, environ: Mapping[str, str], known: dict[str, str] | None = None) -> None:
     """Write exactly one journal record for *decision*, or raise Deny(audit.unavailable).
 
     ``known``: the :func:`session` fields, when the caller has read them already."""

@@ -66,7 +66,12 @@ Why the checks look the way they do:
   then only root can change what it reaches.  Otherwise ``path.unstable``.  (Files given as
   open descriptors, see execute.py, need no such rule.)
 
-Decisions are pure functions of the inputs and the :class:`FsView`.
+* **The wall's locations** (:meth:`DenyList.covers`).  The kernel wall (sandbox.py) covers
+  exactly what this compiled list found: the real path of every existing entry, outermost
+  first, and every other name the kernel shows it under through a bind mount of it or of
+  a directory above it.  ``/proc`` and ``/dev`` entries are left to the checks above.
+
+Decisions are pure functions of the inputs and the :class:`Host`.
 """
 
 from __future__ import annotations
@@ -77,8 +82,8 @@ import re
 import stat
 from typing import NamedTuple, Protocol, Sequence
 
-from .decision import PathCheck
-from .errors import Deny
+from .model import Deny, PathCheck
+from .policy import DenyEntry, Policy, validate_entry
 
 FILE = "file"
 TREE = "tree"
@@ -87,50 +92,13 @@ MAX_SYMLINKS = 40  # Linux MAXSYMLINKS: beyond this the kernel fails with ELOOP 
 _Comp = str | re.Pattern[str]  # a literal component or a compiled one-component glob
 
 
-class DenyEntry(NamedTuple):
-    """One ``[[deny]]`` entry: an absolute path, ``*`` allowed within components.
-
-    ``wall_except``: commands for which the kernel wall leaves it uncovered, because they
-    read it themselves through their own typed interface (journalctl and systemctl read
-    the journal files; no path value given to any command reaches them).
-    """
-
-    path: str
-    why: str
-    wall_except: tuple[str, ...] = ()
-
-
-def validate_entry(path: str) -> None:
-    """Raise ValueError, saying what is wrong, unless ``path`` is a usable deny entry."""
-    if not isinstance(path, str) or not path:
-        raise ValueError("deny entry must be a non-empty string")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
-        raise ValueError(f"deny entry {path!r} contains a control character or NUL")
-    if not path.startswith("/"):
-        raise ValueError(f"deny entry {path!r} must be an absolute path")
-    if path == "/":
-        raise ValueError("deny entry '/' would deny everything; name the secret locations")
-    if path.endswith("/"):
-        raise ValueError(f"deny entry {path!r} must not end with '/'")
-    if "//" in path:
-        raise ValueError(f"deny entry {path!r} contains '//'; write it normalised")
-    for comp in path.split("/")[1:]:
-        if comp in (".", ".."):
-            raise ValueError(f"deny entry {path!r} contains {comp!r}; write it normalised")
-        if "**" in comp:
-            raise ValueError(f"deny entry {path!r}: '**' is not recursive here; use one '*'")
-    for ch in "?[]{}":
-        if ch in path:
-            raise ValueError(
-                f"deny entry {path!r} contains {ch!r}; only '*' within a component is supported"
-            )
-
-
-class FsView(Protocol):
-    """The filesystem as the deny check sees it (paths passed in are absolute).
+class Host(Protocol):
+    """The filesystem and kernel as the plan sees them (paths passed in are absolute).
 
     ``readlink`` is needed on top of realpath: the walk must see every link it follows
     (``/proc/*/root`` and friends are refused where traversed, not where they point).
+    ``userns`` says why this process cannot have the user namespace the wall needs (None:
+    it can); ``executable`` whether a program file may be run.
     """
 
     def realpath(self, p: str) -> str: ...
@@ -141,6 +109,8 @@ class FsView(Protocol):
     def stat(self, p: str) -> os.stat_result: ...
     def mounts(self) -> list["Mount"]: ...
     def protected_hardlinks(self) -> bool: ...
+    def userns(self) -> str | None: ...
+    def executable(self, p: str) -> bool: ...
 
 
 class Mount(NamedTuple):
@@ -174,8 +144,8 @@ def place_in_fs(mounts: Sequence[Mount], real: tuple[str, ...]) -> tuple[str, ..
     return real if best is None else best.root + real[len(best.point):]
 
 
-class RealFs:
-    """The real filesystem; ``cwd`` fixes the directory relative values start from."""
+class RealHost:
+    """This host; ``cwd`` fixes the directory relative values start from."""
 
     def __init__(self, cwd: str | None = None) -> None:
         self._cwd = cwd
@@ -209,6 +179,39 @@ class RealFs:
                 return fh.read().strip() == "1"
         except (OSError, ValueError):
             return False
+
+    def executable(self, p: str) -> bool:
+        return os.path.isfile(p) and os.access(p, os.X_OK)
+
+    def userns(self) -> str | None:
+        """The kernel's switches for unprivileged user namespaces, read, not tried (a probe
+        costs a fork); only under a seccomp filter, which may refuse unshare, is it tried."""
+        switches = [("user/max_user_namespaces", "0")]
+        if os.geteuid() != 0:
+            switches += [("kernel/unprivileged_userns_clone", "0"), ("kernel/apparmor_restrict_unprivileged_userns", "1")]
+        for name, off in switches:
+            try:
+                with open(f"/proc/sys/{name}", encoding="ascii") as fh:
+                    if fh.read().strip() == off:
+                        return f"{name.replace('/', '.')} is {off}"
+            except (OSError, ValueError):
+                continue
+        try:
+            with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+                filtered = any(line.split() == ["Seccomp:", "2"] for line in fh)
+        except OSError:
+            filtered = False
+        return _probe_userns() if filtered else None
+
+
+def _probe_userns() -> str | None:
+    import ctypes
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child only reports
+        os._exit(0 if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    return None if status == 0 else "a seccomp filter refuses unshare(CLONE_NEWUSER)"
 
 
 _KERNEL_TREES = ("proc", "sys")
@@ -284,36 +287,73 @@ def _kernel_matches(pattern: tuple, comps: tuple[str, ...]) -> bool:
 
 
 class DenyList:
-    """Compiled deny entries and their aliases; :meth:`check` decides one path value."""
+    """The compiled deny entries: their aliases, identities and places, and what the wall
+    covers. :meth:`check` decides one path value; :meth:`covers` is the wall's list."""
 
-    def __init__(self, entries: Sequence[DenyEntry], fs: FsView | None = None,
+    def __init__(self, entries: Sequence[DenyEntry], host: Host | None = None,
                  kernel_readable: Sequence[str] = ()) -> None:
-        self._fs: FsView = fs if fs is not None else RealFs()
-        self._entries = tuple(entries)
+        self._fs: Host = host if host is not None else RealHost()
         self._kernel = tuple(tuple(_compile_comp(c) if c != "**" else c for c in _split(p))
                              for p in kernel_readable)
+        try:
+            self._mounts = tuple(self._fs.mounts())
+        except (OSError, ValueError):
+            self._mounts = ()
         patterns: dict[tuple[str, ...], _Pattern] = {}
-        aliases: list[tuple[str, DenyEntry]] = []
 
         def add(comps: tuple[str, ...], entry: DenyEntry, alias: str | None) -> None:
-            if comps in patterns:
-                return
-            shown = entry.path if alias is None else f"{alias} (alias of {entry.path})"
-            if alias is not None:
-                aliases.append((alias, entry))
-            patterns[comps] = _Pattern(tuple(_compile_comp(c) for c in comps), entry, shown)
+            if comps not in patterns:
+                shown = entry.path if alias is None else f"{alias} (alias of {entry.path})"
+                patterns[comps] = _Pattern(tuple(_compile_comp(c) for c in comps), entry, shown)
 
-        for entry in self._entries:
+        for entry in entries:
             validate_entry(entry.path)
             add(_split(entry.path), entry, None)
-        for entry in self._entries:
-            for comps in self._aliases(entry):
+        self._ids: dict[tuple[int, int], DenyEntry] = {}
+        self._located: list[tuple[int, tuple[str, ...], DenyEntry]] = []  # (st_dev, place in fs, entry)
+        self._found: list[tuple[tuple[str, ...], int, DenyEntry]] = []  # (real path, st_dev, entry)
+        for entry in entries:
+            for comps in self._second_names(entry):
                 add(comps, entry, "/" + "/".join(comps))
         self._patterns = tuple(patterns.values())
-        self._aliases_list = tuple(aliases)
-        self._compile_identities()
+        self.identity = bool(self._ids)
+        self._mount_devs: list[tuple["Mount", int]] | None = None
 
-    # ----------------------------------------------------------------- identity
+    def _second_names(self, entry: DenyEntry) -> list[tuple[str, ...]]:
+        """Find where an entry exists: its aliases (returned), identities, places and real paths."""
+        comps = _split(entry.path)
+        if _no_second_names(comps):
+            return []
+        out: list[tuple[str, ...]] = []
+        k = next((i for i, c in enumerate(comps) if "*" in c), len(comps))
+        try:
+            real = _split(self._fs.realpath("/" + "/".join(comps[:k])))
+        except (OSError, ValueError):
+            real = comps[:k]
+        if real != comps[:k] and not _in_proc(real):
+            out.append(real + comps[k:])
+        try:
+            matches = self._fs.glob(entry.path) if k < len(comps) else [entry.path]
+        except (OSError, ValueError):
+            matches = []
+        for match in matches:
+            try:
+                mreal = _split(self._fs.realpath(match))
+            except (OSError, ValueError):
+                continue
+            if k < len(comps) and mreal != _split(match) and not _in_proc(mreal):
+                out.append(mreal)  # a dangling link too: what it names may appear later
+            try:
+                st = self._fs.stat(match)
+            except (OSError, ValueError):
+                continue
+            if (st.st_dev, st.st_ino) in self._ids:
+                continue
+            self._ids[(st.st_dev, st.st_ino)] = entry
+            self._located.append((st.st_dev, place_in_fs(self._mounts, mreal), entry))
+            if not _no_second_names(mreal):
+                self._found.append((mreal, st.st_dev, entry))
+        return out
 
     def _ident(self, p: str) -> tuple[int, int] | None:
         try:
@@ -322,33 +362,34 @@ class DenyList:
             return None
         return (st.st_dev, st.st_ino)
 
-    def _compile_identities(self) -> None:
-        """(st_dev, st_ino) of every existing entry, and where each lies in its file system."""
+    # ----------------------------------------------------------------- the wall
+
+    def covers(self, command: str) -> tuple[str, ...]:
+        """What the wall covers for ``command``: every existing entry (but those that leave
+        it to this command, ``wall_except``) at its real path, and the other names the kernel
+        shows it under through mounts (a bind of it or of a directory above it), outermost
+        first: a path beneath one covered is not there any more once the cover is up."""
+        cover = self._outermost(real for real, _, e in self._found if command not in e.wall_except)
+        located = [(dev, place_in_fs(self._mounts, real), real) for real, dev, e in self._found
+                   if command not in e.wall_except and real in cover]
+        if self._mount_devs is None:
+            self._mount_devs = [(m, d) for m in self._mounts if (d := self._dev(m.point)) is not None]
+        exposed = [m.point + place[len(m.root):] for m, dev in self._mount_devs for edev, place, real in located
+                   if edev == dev and place[: len(m.root)] == m.root and m.point + place[len(m.root):] != real]
+        return tuple("/" + "/".join(c) for c in self._outermost([*cover, *exposed]))
+
+    def _dev(self, comps: tuple[str, ...]) -> int | None:
         try:
-            mounts = self._fs.mounts()
+            return self._fs.stat("/" + "/".join(comps)).st_dev
         except (OSError, ValueError):
-            mounts = []
-        self._mounts = tuple(mounts)
-        self._ids: dict[tuple[int, int], DenyEntry] = {}
-        self._located: list[tuple[int, tuple[str, ...], DenyEntry]] = []  # (st_dev, place in fs, entry)
-        for entry in self._entries:
-            if _no_second_names(_split(entry.path)):
-                continue
-            try:
-                found = self._fs.glob(entry.path) if "*" in entry.path else [entry.path]
-            except (OSError, ValueError):
-                found = []
-            for match in found:
-                ident = self._ident(match)
-                if ident is None or ident in self._ids:
-                    continue
-                self._ids[ident] = entry
-                try:
-                    real = _split(self._fs.realpath(match))
-                except (OSError, ValueError):
-                    continue
-                self._located.append((ident[0], self._in_fs(real), entry))
-        self.identity = bool(self._ids)
+            return None
+
+    def _outermost(self, paths) -> list[tuple[str, ...]]:
+        out: list[tuple[str, ...]] = []
+        for p in sorted(set(paths), key=lambda c: (len(c), c)):
+            if not any(p[: len(c)] == c for c in out) and (p in out or self._dev(p) is not None):
+                out.append(p)
+        return out
 
     def check_links(self, value: str, st: os.stat_result) -> None:
         """Refuse (``path.hardlinked``) a regular file with other names that someone besides
@@ -367,9 +408,6 @@ class DenyList:
     def entry_with_identity(self, st: os.stat_result) -> DenyEntry | None:
         """The entry whose existing match *is* this object (by st_dev, st_ino), if any."""
         return self._ids.get((st.st_dev, st.st_ino))
-
-    def _in_fs(self, real: tuple[str, ...]) -> tuple[str, ...]:
-        return place_in_fs(self._mounts, real)
 
     def _check_identity(self, value: str, name: tuple[str, ...], how: str) -> None:
         ident = self._ident("/" + "/".join(name)) if self._ids else None
@@ -394,7 +432,7 @@ class DenyList:
             dev = self._fs.lstat("/" + "/".join(name)).st_dev
         except (OSError, ValueError):
             return
-        place = self._in_fs(name)
+        place = place_in_fs(self._mounts, name)
         for edev, eplace, entry in self._located:
             if edev == dev and place[: len(eplace)] == eplace:
                 raise Deny(
@@ -409,7 +447,7 @@ class DenyList:
         places = []  # (st_dev, place in that fs) of the tree and of every mount beneath it
         ident = self._ident("/" + "/".join(tree))
         if ident is not None:
-            places.append((ident[0], self._in_fs(tree)))
+            places.append((ident[0], place_in_fs(self._mounts, tree)))
         for m in self._mounts:
             if m.point[: len(tree)] == tree and len(m.point) > len(tree):
                 mident = self._ident("/" + "/".join(m.point))
@@ -426,44 +464,6 @@ class DenyList:
                         " mount or bind mount beneath it; name a narrower path beside it",
                         rule=f"deny:{entry.path}",
                     )
-
-    def _aliases(self, entry: DenyEntry) -> list[tuple[str, ...]]:
-        comps = _split(entry.path)
-        if _no_second_names(comps):
-            return []
-        k = next((i for i, c in enumerate(comps) if "*" in c), len(comps))
-        out: list[tuple[str, ...]] = []
-        try:
-            real = _split(self._fs.realpath("/" + "/".join(comps[:k])))
-        except (OSError, ValueError):
-            return out
-        if _in_proc(real):
-            return out
-        if real != comps[:k]:
-            out.append(real + comps[k:])
-        if k < len(comps):
-            try:
-                matches = self._fs.glob(entry.path)
-            except (OSError, ValueError):
-                matches = []
-            for match in matches:
-                try:
-                    mreal = _split(self._fs.realpath(match))
-                except (OSError, ValueError):
-                    continue
-                if mreal != _split(match) and not _in_proc(mreal):
-                    out.append(mreal)
-        return out
-
-    @property
-    def entries(self) -> tuple[DenyEntry, ...]:
-        """The entries as configured, in order (for ``help``)."""
-        return self._entries
-
-    @property
-    def aliases(self) -> tuple[tuple[str, DenyEntry], ...]:
-        """(alias path, entry) for each other name an entry was found under at compile time."""
-        return self._aliases_list
 
     def _resolve(self, path: str) -> tuple[str | None, list[tuple[str, ...]]]:
         """Walk ``path`` like realpath; return (resolved or None on a loop, names looked up)."""
@@ -511,7 +511,7 @@ class DenyList:
                     rule=f"deny:{pat.entry.path}",
                 )
 
-    def check(self, value: str, kind: str, content: bool = False) -> PathCheck:
+    def check(self, value: str, kind: str, content: bool = False, index: int | None = None) -> PathCheck:
         """Return the resolved path, or raise Deny if ``value`` reaches a denied location.
 
         ``content``: the command reads what it names (cat, grep, df opens it), so it must be
@@ -567,7 +567,7 @@ class DenyList:
             if content:
                 check_type(value, st)
             self.check_links(value, st)
-        return PathCheck(value=value, resolved=resolved, kind=kind)
+        return PathCheck(value=value, resolved=resolved, kind=kind, index=index)
 
     def check_kernel(self, value: str, real: tuple[str, ...], kind: str) -> None:
         """Content reads in /proc and /sys only of the files the policy lists
@@ -624,3 +624,17 @@ class DenyList:
                 " up here; name it through root-owned directories, or read the file with cat, head,"
                 " tail, wc or grep (they get it as an open descriptor)",
             )
+
+
+_compiled: dict[int, tuple[Policy, DenyList]] = {}
+
+
+def for_policy(policy: Policy, host: Host | None = None) -> DenyList:
+    """The policy's deny list compiled against ``host``; against this host (None) it is
+    compiled once per policy for the life of the process."""
+    if host is not None:
+        return DenyList(policy.deny, host, policy.settings.kernel_readable)
+    hit = _compiled.get(id(policy))
+    if hit is None or hit[0] is not policy:
+        hit = _compiled[id(policy)] = (policy, DenyList(policy.deny, None, policy.settings.kernel_readable))
+    return hit[1]

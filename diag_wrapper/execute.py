@@ -1,4 +1,4 @@
-"""The last stage: replace this process with the allowed command.
+"""The effects that run a plan: open the passed files, set the limits, replace this process.
 
 No shell: ``os.execve`` with the absolute path from the policy's search path,
 the argv as decided (forced arguments included) and a fresh environment. A
@@ -7,9 +7,10 @@ fires the command is killed by SIGALRM. Signal dispositions that Python
 changed (SIGPIPE, SIGXFSZ ignored) are put back first, or the command would
 inherit them.
 
-**fd passing** (:func:`prepare`, called before the record is written): for the
-single-file readers in :data:`FD_COMMANDS`, the command is not handed the names
-that were checked, to look up again later, but the files themselves. Each
+**fd passing** (:func:`open_fds`, called before the record is written): for the
+words the plan lists in ``pass_fds`` (every path value of a single-file reader,
+``plan.FD_COMMANDS``, each a whole word of argv), the command is not handed the
+names that were checked, to look up again later, but the files themselves. Each
 checked path is opened here, one component at a time from ``/`` with
 ``O_PATH|O_NOFOLLOW`` (so a symlink swapped into any component since the
 check is refused, never followed; ``O_PATH`` opens nothing for reading, so a
@@ -26,10 +27,10 @@ names the file shows ``/dev/fd/N``: ``head``/``tail`` with several files
 descriptor, not the name (a rotated log is not re-opened). Not passed (the
 name is handed over as before): trees (``grep -r``, ``ls -R``, ``du``),
 commands that show names or metadata (``ls``, ``stat``, ``df``, ``findmnt``,
-``lsblk``), and a value that is also some other word of the same argv
-(``grep x x``). There the kernel wall covers the race; where the wall is not
-up, such a name must be stable (``DenyList.check_stable``: only root can
-change what it reaches) or it is refused.
+``lsblk``), and a value that is only part of a word (``--file=X``). There the
+kernel wall covers the race; where the wall is not up, such a name must be
+stable (``DenyList.check_stable``: only root can change what it reaches) or
+the plan refuses it.
 """
 
 from __future__ import annotations
@@ -37,38 +38,13 @@ from __future__ import annotations
 import os
 import signal
 import stat
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
-from .decision import Decision, PathCheck
-from .deny import check_type
-from .errors import Deny
-
-if TYPE_CHECKING:
-    from .deny import DenyList
+from .deny import DenyList, check_type
+from .model import Deny, PathCheck, Plan
 
 _RESET = ("SIGPIPE", "SIGXFSZ", "SIGALRM", "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
-
-FD_COMMANDS = frozenset({"cat", "head", "tail", "wc", "grep"})
 _O_WALK = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def fd_plan(d: Decision) -> tuple[tuple[int, PathCheck], ...]:
-    """(argv index, check) of each word to hand over as a descriptor; () when none is.
-
-    A value is replaced only when every word of argv equal to it is one of its path values
-    (the same count), so an option value or pattern spelled like a path is never touched.
-    """
-    argv = d.exec_argv
-    if not d.paths or not argv or argv[0] not in FD_COMMANDS or any(p.kind != "file" for p in d.paths):
-        return ()
-    out: list[tuple[int, PathCheck]] = []
-    for value in {p.value for p in d.paths}:
-        where = [i for i in range(1, len(argv)) if argv[i] == value]
-        checks = [p for p in d.paths if p.value == value]
-        if len(where) != len(checks):
-            return ()
-        out += zip(where, checks)
-    return tuple(sorted(out))
 
 
 def _fd_dir() -> str:
@@ -78,7 +54,7 @@ def _fd_dir() -> str:
         return "/proc/self/fd"
 
 
-def open_checked(check: PathCheck, denylist: "DenyList") -> int:
+def open_checked(check: PathCheck, denylist: DenyList) -> int:
     """An O_PATH descriptor of exactly the checked file, or Deny; see the module docstring."""
     value, resolved = check.value, check.resolved
     fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -113,29 +89,28 @@ def open_checked(check: PathCheck, denylist: "DenyList") -> int:
         raise
 
 
-def prepare(d: Decision, denylist: "DenyList") -> Decision:
-    """Open the checked files and rewrite argv to their descriptors (see above); Deny on any doubt."""
-    todo = fd_plan(d)
-    if not todo:
-        return d
-    argv = list(d.exec_argv)
+def open_fds(p: Plan, denylist: DenyList) -> Plan:
+    """Open the files of ``p.pass_fds`` and put their descriptors in argv (see above); Deny on any doubt."""
+    if not p.pass_fds:
+        return p
+    argv = list(p.exec_argv)
     fds: dict[str, int] = {}
     fd_dir = _fd_dir()
     try:
-        for i, check in todo:
+        for check in (c for c in p.paths if c.index in p.pass_fds):
             if check.resolved not in fds:
                 fds[check.resolved] = open_checked(check, denylist)
-            argv[i] = f"{fd_dir}/{fds[check.resolved]}"
+            argv[check.index] = f"{fd_dir}/{fds[check.resolved]}"
     except BaseException:
         for fd in fds.values():
             os.close(fd)
         raise
     for fd in fds.values():
         os.set_inheritable(fd, True)  # O_PATH descriptors survive execve; the command re-opens them
-    return d._replace(exec_argv=tuple(argv), layers=(*d.layers, "fd-passing"), fds=(*d.fds, *fds.values()))
+    return p._replace(exec_argv=tuple(argv), fds=(*p.fds, *fds.values()))
 
 
-def apply_limits(decision: Decision) -> None:
+def apply_limits(p: Plan) -> None:
     """Set the decision's rlimits (soft = hard) on this process; they survive execve.
 
     Called before the kernel wall: RLIMIT_NPROC is counted per user namespace level, and the
@@ -144,7 +119,7 @@ def apply_limits(decision: Decision) -> None:
     """
     import resource
 
-    for name, value in decision.rlimits:
+    for name, value in p.rlimits:
         resource.setrlimit(getattr(resource, name), (value, value))
 
 
@@ -158,7 +133,7 @@ def close_others(keep: tuple[int, ...]) -> None:
     os.closerange(low, 1 << 20)
 
 
-def execute(decision: Decision) -> NoReturn:
+def execute(decision: Plan) -> NoReturn:
     if not decision.allowed or not decision.executable:
         raise RuntimeError("execute() called without an allow decision")  # never reached from cli
     sigs = [getattr(signal, name) for name in _RESET]

@@ -1,8 +1,17 @@
-"""``help``: what the policy allows, generated from the policy itself."""
+"""What the agent reads: ``help`` (generated from the policy itself) and a denial's line."""
 
 from __future__ import annotations
 
+from .model import Plan
 from .policy import ArgSlot, Command, Form, Option, Policy
+
+
+def denial(p: Plan, policy: Policy | None) -> str:
+    """``denied: REASON [rule RULE] (CODE)``, and the command's allowed forms when it has any."""
+    line = f"denied: {p.reason}" + (f" [rule {p.rule}]" if p.rule else "") + f" ({p.code})"
+    if policy is not None and p.argv and p.argv[0] in policy.commands:
+        line += "\nallowed forms:\n" + command_help(policy.commands[p.argv[0]])
+    return line
 
 
 def _option(opt: Option) -> str:

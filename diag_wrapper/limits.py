@@ -24,7 +24,7 @@ import fcntl
 import os
 import time
 
-from .errors import Deny
+from .model import Deny
 
 _OPEN = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 _SLOT_FD = 64  # the lowest descriptor number a slot lock is moved to

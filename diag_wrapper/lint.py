@@ -1,7 +1,7 @@
 """``diag-wrapper lint``: what an admin runs after editing a policy (not on every start).
 
 It checks every ``[[examples]]`` entry against the decision this host would
-make, and that each deny entry has its twin under every ``persist_roots``
+make (``plan()``, as ForceCommand mode), and that each deny entry has its twin under every ``persist_roots``
 directory (impermanence keeps the real files there: ``/persist/etc/ssh/...``)
 for entries in the trees impermanence persists: /etc, /var, /home and /root.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 
-from .decision import ALLOW, decide
+from .model import ALLOW
+from .plan import plan
 from .policy import Policy
 
 _PERSISTED = ("/etc/", "/var/", "/home/", "/root/")
@@ -19,7 +20,7 @@ _PERSISTED = ("/etc/", "/var/", "/home/", "/root/")
 def lint_policy(policy: Policy) -> list[str]:
     problems = []
     for ex in policy.examples:
-        d = decide(os.fsencode(ex.command), policy)
+        d = plan(os.fsencode(ex.command), policy)
         got = "allow" if d.decision == ALLOW else "deny"
         if got != ex.decision or (ex.code is not None and d.code != ex.code):
             want = ex.decision + (f" ({ex.code})" if ex.code else "")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .errors import Deny
+from .model import Arg, Deny
 from .policy import ArgSlot, Command, Form, Option, Policy
 
 
@@ -21,7 +21,7 @@ class Match(NamedTuple):
     rule: str  # "journalctl", "systemctl status"
     command: Command
     form: Form  # the subcommand's form, or the command's own
-    paths: tuple[tuple[str, str], ...]  # (value, "file" | "tree") in argv order
+    paths: tuple[Arg, ...]  # the path values (options' first), each with its argv index
     options: tuple[tuple[Option, "str | None"], ...] = ()  # the options given, with their values
 
 
@@ -37,37 +37,38 @@ def match(argv: tuple[str, ...], policy: Policy) -> Match:
             f"{name!r} is not an allowed command; allowed: {', '.join(sorted(policy.commands))} (send 'help')",
         )
     used, positionals = _tokenize(cmd, argv[1:])
-    rule, form, rest = _subcommand(cmd, positionals)
+    rule, form, rest = _subcommand(cmd, [w for w, _ in positionals])
+    where = [i for _, i in positionals[len(positionals) - len(rest):]]
     allowed = set(cmd.form.options) | set(form.options)
-    for opt, spelled, _ in used:
+    for opt, spelled, _, _ in used:
         if opt not in allowed:
             raise Deny("match.unknown-option", f"{spelled} is not allowed with {rule!r}", rule)
-    recursive = any(opt.recursive for opt, _, _ in used)
-    paths: list[tuple[str, str]] = []
-    for opt, spelled, value in used:
+    recursive = any(opt.recursive for opt, _, _, _ in used)
+    paths: list[Arg] = []
+    for opt, spelled, value, index in used:
         if value is not None and opt.value is not None:
             problem = opt.value.check(value)
             if problem:
                 raise Deny("match.bad-value", f"{spelled}: {problem}", rule)
             if opt.value.path_kind:
-                paths.append((value, opt.value.path_kind))
+                paths.append(Arg(value, opt.value.path_kind, index))
     if rest:
         for f in _forms(cmd, form):
-            clash = [spelled for opt, spelled, _ in used if any(cmd.index[n] is opt for n in f.no_args_with)]
+            clash = [spelled for opt, spelled, _, _ in used if any(cmd.index[n] is opt for n in f.no_args_with)]
             if clash:
                 raise Deny("match.bad-combination", f"{clash[0]} cannot be combined with arguments here"
                            f" ({' '.join(rest[:3])}...): drop {clash[0]} (the arguments say it already)", rule)
     given = 0
-    for slot, value in _fill(rule, form.args, rest):
+    for (slot, value), index in zip(_fill(rule, form.args, rest), where):
         kind = slot.type.path_kind
         if kind:
             given += 1
-            paths.append((value, "tree" if recursive else kind))
+            paths.append(Arg(value, "tree" if recursive else kind, index))
     tree_slot = any(s.type.path_kind == "tree" or (recursive and s.type.path_kind) for s in form.args)
     if tree_slot and not given:
         # `du`, `ls -R`, `grep -r x` with no path walk the working directory: check it like a named one.
-        paths.append((".", "tree"))
-    return Match(rule, cmd, form, tuple(paths), tuple((opt, value) for opt, _, value in used))
+        paths.append(Arg(".", "tree", None))
+    return Match(rule, cmd, form, tuple(paths), tuple((opt, value) for opt, _, value, _ in used))
 
 
 def defaults(m: Match) -> tuple[str, ...]:
@@ -93,19 +94,20 @@ def _forms(cmd: Command, form: Form) -> tuple[Form, ...]:
 
 # --------------------------------------------------------------------------- options
 
-Used = tuple[Option, str, "str | None"]
+Used = tuple[Option, str, "str | None", "int | None"]  # option, as spelled, value, argv index of the value
 
 
-def _tokenize(cmd: Command, args: tuple[str, ...]) -> tuple[list[Used], list[str]]:
+def _tokenize(cmd: Command, args: tuple[str, ...]) -> tuple[list[Used], list[tuple[str, int]]]:
+    """The options used, and the positionals with their argv index (args is argv[1:])."""
     used: list[Used] = []
-    positionals: list[str] = []
+    positionals: list[tuple[str, int]] = []
     i = 0
     ended = False
     while i < len(args):
         tok = args[i]
         i += 1
         if ended or not tok.startswith("-") or tok == "-" or (cmd.option_style == "leading" and positionals):
-            positionals.append(tok)
+            positionals.append((tok, i))
         elif tok == "--":
             ended = True
         elif tok.startswith("--") or not cmd.short_clusters:
@@ -126,10 +128,10 @@ def _long(cmd: Command, tok: str, args: tuple[str, ...], i: int, used: list[Used
     if opt.value is None:
         if eq:
             raise Deny("match.unexpected-value", f"{name} takes no value")
-        used.append((opt, name, None))
+        used.append((opt, name, None, None))
         return i
     if eq:
-        used.append((opt, name, attached))
+        used.append((opt, name, attached, None))
         return i
     return _detached(opt, name, args, i, used)
 
@@ -142,11 +144,11 @@ def _cluster(cmd: Command, tok: str, args: tuple[str, ...], i: int, used: list[U
             where = f" (in {tok})" if len(tok) > 2 else ""
             raise Deny("match.unknown-option", f"{name}{where} is not an allowed option of {cmd.name!r} (send 'help {cmd.name}')")
         if opt.value is None:
-            used.append((opt, name, None))
+            used.append((opt, name, None, None))
             continue
         rest = tok[j + 1 :]
         if rest:
-            used.append((opt, name, rest))
+            used.append((opt, name, rest, None))
             return i
         return _detached(opt, name, args, i, used)
     return i
@@ -156,17 +158,17 @@ def _detached(opt: Option, name: str, args: tuple[str, ...], i: int, used: list[
     """The option has no attached value: find it the way the tool would."""
     assert opt.value is not None
     if opt.value_mode == "attached":  # getopt optional_argument: only --x=v or -xv
-        used.append((opt, name, None))
+        used.append((opt, name, None, None))
         return i
     if opt.value_mode == "next-if-valid":  # journalctl -b: takes the next word if it parses
         if i < len(args) and opt.value.check(args[i]) is None:
-            used.append((opt, name, args[i]))
+            used.append((opt, name, args[i], i + 1))
             return i + 1
-        used.append((opt, name, None))
+        used.append((opt, name, None, None))
         return i
     if i >= len(args):
         raise Deny("match.missing-value", f"{name} needs a value ({opt.value.describe()})")
-    used.append((opt, name, args[i]))
+    used.append((opt, name, args[i], i + 1))
     return i + 1
 
 

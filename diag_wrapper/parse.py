@@ -31,8 +31,8 @@ import re
 import unicodedata
 from typing import NamedTuple
 
-from diag_wrapper import _bashlex
-from diag_wrapper.errors import Deny
+from . import _bashlex
+from .model import Deny
 
 __all__ = ["parse_command"]
 
@@ -60,33 +60,29 @@ class _Word(NamedTuple):
     literal: str
 
 
-def _deny(code: str, message: str) -> Deny:
-    return Deny(code, message)
-
-
 def _check_input(raw: bytes, max_bytes: int) -> str:
     if not isinstance(raw, (bytes, bytearray, memoryview)):
-        raise _deny("input.encoding", "command must be given as bytes")
+        raise Deny("input.encoding", "command must be given as bytes")
     raw = bytes(raw)
     if not raw:
-        raise _deny("input.empty", "empty command; run 'help' to see what is allowed")
+        raise Deny("input.empty", "empty command; run 'help' to see what is allowed")
     if len(raw) > max_bytes:
-        raise _deny("input.too-long", f"command is {len(raw)} bytes, over the {max_bytes}-byte limit; shorten it")
+        raise Deny("input.too-long", f"command is {len(raw)} bytes, over the {max_bytes}-byte limit; shorten it")
     if b"\x00" in raw:
-        raise _deny("input.nul", "command contains a NUL byte; remove it")
+        raise Deny("input.nul", "command contains a NUL byte; remove it")
     try:
         text = raw.decode("utf-8", errors="strict")
     except UnicodeDecodeError as exc:
-        raise _deny("input.encoding", f"command is not valid UTF-8 (byte {exc.start}); send UTF-8 text") from None
+        raise Deny("input.encoding", f"command is not valid UTF-8 (byte {exc.start}); send UTF-8 text") from None
     for ch in text:
         if ch in _MULTILINE:
-            raise _deny("input.multiline", "command spans more than one line; send exactly one command on one line")
+            raise Deny("input.multiline", "command spans more than one line; send exactly one command on one line")
     for ch in text:
         # Cc: C0, DEL, C1 (incl. TAB).  Cf: invisible format characters
         # (bidi overrides, zero-width) that make the text read differently
         # from what runs.  Cs cannot survive strict UTF-8 decoding.
         if unicodedata.category(ch) in ("Cc", "Cf", "Cs"):
-            raise _deny("input.control", f"command contains control character U+{ord(ch):04X}; remove it")
+            raise Deny("input.control", f"command contains control character U+{ord(ch):04X}; remove it")
     if not text.isascii():
         _check_confusable(text)
     return text
@@ -111,14 +107,14 @@ def _check_confusable(text: str) -> None:
                     or (cat[0] == "M" and prev.isascii())):
                 name = unicodedata.name(ch, "unnamed")
                 seen = f"reads as {looks!r}" if any(c.isascii() for c in looks) else "is invisible or alters the character before it"
-                raise _deny("input.confusable", f"command contains U+{ord(ch):04X} ({name}), which {seen}"
+                raise Deny("input.confusable", f"command contains U+{ord(ch):04X} ({name}), which {seen}"
                             " to a reader but not to bash; type it in plain ASCII")
         prev = ch
     for word in text.split(" "):
         if any(c.isascii() and c.isalpha() for c in word):
             for ch in word:
                 if not ch.isascii() and unicodedata.name(ch, "").startswith(_LOOKALIKE_SCRIPTS):
-                    raise _deny("input.confusable", f"{word!r} mixes Latin letters with U+{ord(ch):04X}"
+                    raise Deny("input.confusable", f"{word!r} mixes Latin letters with U+{ord(ch):04X}"
                                 f" ({unicodedata.name(ch)}), which looks like a Latin letter; type it in plain ASCII")
 
 
@@ -127,14 +123,14 @@ def _dollar(text: str, i: int, quoted: bool) -> Deny:
     nxt = text[i + 1 : i + 2]
     where = " inside double quotes" if quoted else ""
     if nxt == "'" and not quoted:
-        return _deny("parse.ansi-c-quote", "$'...' (ANSI-C quoting) is not supported; use plain single quotes")
+        return Deny("parse.ansi-c-quote", "$'...' (ANSI-C quoting) is not supported; use plain single quotes")
     if nxt == '"' and not quoted:
-        return _deny("parse.locale-quote", '$"..." (locale quoting) is not supported; use plain quotes')
+        return Deny("parse.locale-quote", '$"..." (locale quoting) is not supported; use plain quotes')
     if text.startswith("((", i + 1) or nxt == "[":
-        return _deny("parse.arithmetic", f"arithmetic expansion{where} is not allowed; write the number itself")
+        return Deny("parse.arithmetic", f"arithmetic expansion{where} is not allowed; write the number itself")
     if nxt == "(":
-        return _deny("parse.command-substitution", f"command substitution $(...){where} is not allowed; run commands one at a time")
-    return _deny("parse.parameter", f"'$'{where} would expand a variable; variables are not expanded here, write the value or put '$' in single quotes")
+        return Deny("parse.command-substitution", f"command substitution $(...){where} is not allowed; run commands one at a time")
+    return Deny("parse.parameter", f"'$'{where} would expand a variable; variables are not expanded here, write the value or put '$' in single quotes")
 
 
 def _unquoted_special(text: str, i: int) -> Deny | None:
@@ -144,37 +140,37 @@ def _unquoted_special(text: str, i: int) -> Deny | None:
     if ch == "$":
         return _dollar(text, i, quoted=False)
     if ch == "`":
-        return _deny("parse.command-substitution", "backtick command substitution is not allowed; run commands one at a time")
+        return Deny("parse.command-substitution", "backtick command substitution is not allowed; run commands one at a time")
     if ch == ";":
-        return _deny("parse.list", "';' joins commands; run one command per connection")
+        return Deny("parse.list", "';' joins commands; run one command per connection")
     if ch == "&":
         if nxt == "&":
-            return _deny("parse.list", "'&&' joins commands; run one command per connection")
+            return Deny("parse.list", "'&&' joins commands; run one command per connection")
         if nxt == ">":
-            return _deny("parse.redirect", "redirection '&>' is not allowed; output comes back over SSH")
-        return _deny("parse.background", "'&' would run the command in the background; drop it")
+            return Deny("parse.redirect", "redirection '&>' is not allowed; output comes back over SSH")
+        return Deny("parse.background", "'&' would run the command in the background; drop it")
     if ch == "|":
         if nxt == "|":
-            return _deny("parse.list", "'||' joins commands; run one command per connection")
-        return _deny("parse.pipeline", "pipelines are not allowed; run one command and filter the output locally")
+            return Deny("parse.list", "'||' joins commands; run one command per connection")
+        return Deny("parse.pipeline", "pipelines are not allowed; run one command and filter the output locally")
     if ch in "<>":
         if nxt == "(":
-            return _deny("parse.process-substitution", f"process substitution {ch}(...) is not allowed; run commands one at a time")
+            return Deny("parse.process-substitution", f"process substitution {ch}(...) is not allowed; run commands one at a time")
         if ch == "<" and nxt == "<":
-            return _deny("parse.heredoc", "here-documents and here-strings are not allowed; pass arguments instead")
-        return _deny("parse.redirect", f"redirection '{ch}' is not allowed; output comes back over SSH, name input files as arguments")
+            return Deny("parse.heredoc", "here-documents and here-strings are not allowed; pass arguments instead")
+        return Deny("parse.redirect", f"redirection '{ch}' is not allowed; output comes back over SSH, name input files as arguments")
     if ch in "()":
-        return _deny("parse.compound", "subshells, functions and compound commands are not allowed; send one simple command")
+        return Deny("parse.compound", "subshells, functions and compound commands are not allowed; send one simple command")
     if ch in "*?[":
-        return _deny("parse.glob", f"unquoted '{ch}' would be a glob; globs are not expanded here, name the file or quote the '{ch}'")
+        return Deny("parse.glob", f"unquoted '{ch}' would be a glob; globs are not expanded here, name the file or quote the '{ch}'")
     if ch in "{}":
-        return _deny("parse.brace", f"unquoted '{ch}' could be brace expansion; braces are not expanded here, write each word or quote the '{ch}'")
+        return Deny("parse.brace", f"unquoted '{ch}' could be brace expansion; braces are not expanded here, write each word or quote the '{ch}'")
     if ch == "~":
-        return _deny("parse.tilde", "unquoted '~' would be tilde expansion; write the full path or quote the '~'")
+        return Deny("parse.tilde", "unquoted '~' would be tilde expansion; write the full path or quote the '~'")
     if ch == "#":
-        return _deny("parse.comment", "unquoted '#' could start a comment; quote the '#'")
+        return Deny("parse.comment", "unquoted '#' could start a comment; quote the '#'")
     if ch == "!":
-        return _deny("parse.history", "unquoted '!' is history expansion or negation in bash; quote it with single quotes")
+        return Deny("parse.history", "unquoted '!' is history expansion or negation in bash; quote it with single quotes")
     return None
 
 
@@ -195,20 +191,20 @@ def _scan(text: str) -> list[_Word]:
             ch = text[i]
             if ch == "\\":
                 if i + 1 >= n:
-                    raise _deny("parse.syntax", "trailing backslash; remove it or quote it")
+                    raise Deny("parse.syntax", "trailing backslash; remove it or quote it")
                 out.append(text[i + 1])
                 i += 2
             elif ch == "'":
                 close = text.find("'", i + 1)
                 if close < 0:
-                    raise _deny("parse.syntax", "unterminated single quote; close the quote")
+                    raise Deny("parse.syntax", "unterminated single quote; close the quote")
                 out.append(text[i + 1 : close])
                 i = close + 1
             elif ch == '"':
                 i += 1
                 while True:
                     if i >= n:
-                        raise _deny("parse.syntax", "unterminated double quote; close the quote")
+                        raise Deny("parse.syntax", "unterminated double quote; close the quote")
                     c = text[i]
                     if c == '"':
                         i += 1
@@ -220,9 +216,9 @@ def _scan(text: str) -> list[_Word]:
                     if c == "$":
                         raise _dollar(text, i, quoted=True)
                     if c == "`":
-                        raise _deny("parse.command-substitution", "backtick inside double quotes is command substitution; use single quotes")
+                        raise Deny("parse.command-substitution", "backtick inside double quotes is command substitution; use single quotes")
                     if c == "!":
-                        raise _deny("parse.history", "'!' inside double quotes is history expansion in interactive bash; use single quotes")
+                        raise Deny("parse.history", "'!' inside double quotes is history expansion in interactive bash; use single quotes")
                     out.append(c)
                     i += 1
             else:
@@ -240,9 +236,9 @@ def _check_command_position(text: str) -> None:
     match = _FIRST_TOKEN.match(stripped)
     first = match.group(0) if match else ""
     if first in _RESERVED:
-        raise _deny("parse.reserved-word", f"'{first}' is a shell reserved word; send one simple command")
+        raise Deny("parse.reserved-word", f"'{first}' is a shell reserved word; send one simple command")
     if _ASSIGNMENT.match(first):
-        raise _deny("parse.assignment", "variable assignments are not allowed; the environment is fixed, drop the assignment")
+        raise Deny("parse.assignment", "variable assignments are not allowed; the environment is fixed, drop the assignment")
 
 
 _KIND_CODES = {
@@ -268,9 +264,9 @@ def _bashlex_words(text: str) -> list[_Word]:
     try:
         nodes = _bashlex.parse(text)
     except Exception as exc:  # bashlex raises ParsingError, NotImplementedError, AttributeError, ...
-        raise _deny("parse.syntax", f"bash syntax not understood ({type(exc).__name__}); send one simple command of plain words") from None
+        raise Deny("parse.syntax", f"bash syntax not understood ({type(exc).__name__}); send one simple command of plain words") from None
     if not isinstance(nodes, list) or len(nodes) != 1:
-        raise _deny("parse.list", "not exactly one command; run one command per connection")
+        raise Deny("parse.list", "not exactly one command; run one command per connection")
     top = nodes[0]
     kind = getattr(top, "kind", None)
     if kind != "command":
@@ -279,19 +275,19 @@ def _bashlex_words(text: str) -> list[_Word]:
             code = "parse.reserved-word"
         elif kind == "list" and any(getattr(p, "op", None) == "&" for p in getattr(top, "parts", [])):
             code = "parse.background"
-        raise _deny(code, f"bashlex parsed a {kind}, not one simple command; send one simple command")
+        raise Deny(code, f"bashlex parsed a {kind}, not one simple command; send one simple command")
     words: list[_Word] = []
     for part in top.parts:
         pkind = getattr(part, "kind", None)
         if pkind != "word":
-            raise _deny(_KIND_CODES.get(str(pkind), "parse.mismatch"), f"bashlex parsed a {pkind} in the command; only plain words are allowed")
+            raise Deny(_KIND_CODES.get(str(pkind), "parse.mismatch"), f"bashlex parsed a {pkind} in the command; only plain words are allowed")
         start, end = part.pos
         for sub in getattr(part, "parts", []):
             # The scanner already refused every unquoted expansion, so this is
             # bashlex reading quoted text as an expansion (it does for a'$x').
-            raise _deny("parse.mismatch", f"bashlex reads a {getattr(sub, 'kind', '?')} expansion in {text[start:end]!r} where the checker reads literal text; put the whole word in one pair of single quotes")
+            raise Deny("parse.mismatch", f"bashlex reads a {getattr(sub, 'kind', '?')} expansion in {text[start:end]!r} where the checker reads literal text; put the whole word in one pair of single quotes")
         if not isinstance(part.word, str):
-            raise _deny("parse.mismatch", "bashlex produced a non-text word; quote the words simply")
+            raise Deny("parse.mismatch", "bashlex produced a non-text word; quote the words simply")
         words.append(_Word(start, end, part.word))
     return words
 
@@ -301,32 +297,32 @@ def _cross_check(text: str, ours: list[_Word], theirs: list[_Word]) -> None:
     prev = 0
     for w in theirs:
         if not (prev <= w.start < w.end <= len(text)) or text[prev : w.start].strip(" "):
-            raise _deny("parse.mismatch", "bashlex skipped part of the command; quote unusual characters")
+            raise Deny("parse.mismatch", "bashlex skipped part of the command; quote unusual characters")
         # Each bashlex word's source slice, read by our rules, is one word equal to bashlex's.
         mine = _scan(text[w.start : w.end])
         if len(mine) != 1 or mine[0].literal != w.literal:
-            raise _deny("parse.mismatch", f"word {text[w.start:w.end]!r} is read differently by bashlex and the checker; quote it more simply, e.g. one pair of single quotes")
+            raise Deny("parse.mismatch", f"word {text[w.start:w.end]!r} is read differently by bashlex and the checker; quote it more simply, e.g. one pair of single quotes")
         prev = w.end
     if text[prev:].strip(" ") or ours != theirs:
-        raise _deny("parse.mismatch", "bashlex and the checker split the command into different words; quote it more simply")
+        raise Deny("parse.mismatch", "bashlex and the checker split the command into different words; quote it more simply")
 
 
 def _parse(raw: bytes, max_bytes: int) -> tuple[str, ...]:
     text = _check_input(raw, max_bytes)
     if not text.strip(" "):
-        raise _deny("parse.empty", "no command given; run 'help' to see what is allowed")
+        raise Deny("parse.empty", "no command given; run 'help' to see what is allowed")
     _check_command_position(text)
     ours = _scan(text)
     theirs = _bashlex_words(text)
     _cross_check(text, ours, theirs)
     argv = tuple(w.literal for w in ours)
     if not argv or argv[0] == "":
-        raise _deny("parse.empty", "empty command name; start with the command to run")
+        raise Deny("parse.empty", "empty command name; start with the command to run")
     if argv[0].startswith("%"):
         # bash treats such a name, even quoted, as a job spec and runs `fg`.
-        raise _deny("parse.reserved-word", "a command name starting with '%' is a job specification in bash; name the command")
+        raise Deny("parse.reserved-word", "a command name starting with '%' is a job specification in bash; name the command")
     if "=" in argv[0]:
-        raise _deny("parse.assignment", "a command name containing '=' looks like an assignment; name the command only")
+        raise Deny("parse.assignment", "a command name containing '=' looks like an assignment; name the command only")
     return argv
 
 
@@ -340,4 +336,4 @@ def parse_command(raw: bytes, max_bytes: int = 4096) -> tuple[str, ...]:
     except Deny:
         raise
     except Exception as exc:  # defence: a parser bug must refuse, never crash
-        raise _deny("parse.syntax", f"command could not be parsed ({type(exc).__name__}); send one simple command of plain words") from None
+        raise Deny("parse.syntax", f"command could not be parsed ({type(exc).__name__}); send one simple command of plain words") from None

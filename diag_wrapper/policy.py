@@ -14,8 +14,7 @@ import tomllib
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
-from .deny import DenyEntry, validate_entry
-from .errors import InsecurePolicy, PolicyError
+from .model import InsecurePolicy, PolicyError
 from .valuetypes import KINDS, ValueType, compile_regex
 
 DEFAULT_POLICY = "/etc/diag-wrapper/policy.toml"
@@ -27,6 +26,45 @@ _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _COMMAND_NAME = re.compile(r"[a-z0-9][a-z0-9._+-]*")
 _SUBCOMMAND_WORD = re.compile(r"[a-z0-9][a-z0-9-]*")
 _OPTION_NAME = re.compile(r"-[A-Za-z0-9]|--?[A-Za-z0-9][A-Za-z0-9-]+")
+
+
+class DenyEntry(NamedTuple):
+    """One ``[[deny]]`` entry: an absolute path, ``*`` allowed within components.
+
+    ``wall_except``: commands for which the kernel wall leaves it uncovered, because they
+    read it themselves through their own typed interface (journalctl and systemctl read
+    the journal files; no path value given to any command reaches them).
+    """
+
+    path: str
+    why: str
+    wall_except: tuple[str, ...] = ()
+
+
+def validate_entry(path: str) -> None:
+    """Raise ValueError, saying what is wrong, unless ``path`` is a usable deny entry."""
+    if not isinstance(path, str) or not path:
+        raise ValueError("deny entry must be a non-empty string")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+        raise ValueError(f"deny entry {path!r} contains a control character or NUL")
+    if not path.startswith("/"):
+        raise ValueError(f"deny entry {path!r} must be an absolute path")
+    if path == "/":
+        raise ValueError("deny entry '/' would deny everything; name the secret locations")
+    if path.endswith("/"):
+        raise ValueError(f"deny entry {path!r} must not end with '/'")
+    if "//" in path:
+        raise ValueError(f"deny entry {path!r} contains '//'; write it normalised")
+    for comp in path.split("/")[1:]:
+        if comp in (".", ".."):
+            raise ValueError(f"deny entry {path!r} contains {comp!r}; write it normalised")
+        if "**" in comp:
+            raise ValueError(f"deny entry {path!r}: '**' is not recursive here; use one '*'")
+    for ch in "?[]{}":
+        if ch in path:
+            raise ValueError(
+                f"deny entry {path!r} contains {ch!r}; only '*' within a component is supported"
+            )
 
 
 class Option(NamedTuple):

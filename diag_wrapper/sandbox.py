@@ -2,8 +2,9 @@
 
 Just before ``execve`` the wrapper moves itself into a new user namespace
 (unprivileged on NixOS and Debian) and a new mount namespace owned by it, and
-covers every deny entry that exists: an empty, read-only, mode-000 tmpfs over
-directories, ``/dev/null`` bound over files. A gap in parsing or typing then
+covers what the plan lists (``Plan.wall``, computed by ``deny.DenyList.covers``
+from the same compiled deny list the path checks use): an empty, read-only,
+mode-000 tmpfs over directories, ``/dev/null`` bound over files. A gap in parsing or typing then
 still cannot read them, because the kernel shows the command nothing there.
 The mounts are private to the command; nothing changes for the host.
 
@@ -22,12 +23,7 @@ so libc's ``unshare``/``mount`` are called through ctypes.
 from __future__ import annotations
 
 import ctypes
-import glob
 import os
-from typing import TYPE_CHECKING, Iterable, Sequence
-
-if TYPE_CHECKING:
-    from .deny import Mount
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -44,77 +40,6 @@ class SandboxError(OSError):
     """
 
     partial = False
-
-
-def cover_list(patterns: Iterable[str]) -> list[str]:
-    """The real locations of the deny entries that exist, outermost first, no repeats.
-
-    Only real paths (every symlink resolved) are covered: a mount on a symlink lands on
-    its target anyway, and covering ``/var/lib/private`` first would make a later mount
-    on ``/var/lib/tailscale -> private/tailscale`` fail (its target is then gone). A path
-    beneath one already covered is dropped: after the cover it is not there.
-    """
-    found: set[str] = set()
-    for pattern in patterns:
-        if _magic(pattern):
-            continue
-        for match in glob.glob(pattern, include_hidden=True) if "*" in pattern else [pattern]:
-            if os.path.lexists(match):
-                real = os.path.realpath(match)
-                if not _magic(real):
-                    found.add(real)
-    return _outermost(found)
-
-
-def wall_paths(patterns: Iterable[str], mounts: "Sequence[Mount]") -> list[str]:
-    """Everything the wall covers: the entries' paths and their other names through mounts."""
-    cover = cover_list(patterns)
-    return _outermost({*cover, *other_names(cover, mounts)})
-
-
-def _outermost(paths: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for path in sorted(set(paths), key=lambda p: (p.count("/"), p)):
-        if not any(path == c or path.startswith(c.rstrip("/") + "/") for c in out) and os.path.exists(path):
-            out.append(path)
-    return out
-
-
-def other_names(cover: list[str], mounts: "Sequence[Mount]") -> list[str]:
-    """Where else the kernel shows each covered path: through bind mounts of it or of a parent.
-
-    A mount whose root (the directory of its file system it shows) is a covered path, or
-    holds one, exposes it under the mount point: that name is covered too.
-    """
-    from .deny import place_in_fs
-
-    located = []
-    for path in cover:
-        try:
-            located.append((os.stat(path).st_dev, place_in_fs(mounts, _split(path)), _split(path)))
-        except OSError:
-            continue
-    out: list[str] = []
-    for m in mounts:
-        try:
-            dev = os.stat("/" + "/".join(m.point)).st_dev
-        except OSError:
-            continue
-        for edev, place, real in located:
-            if edev == dev and place[: len(m.root)] == m.root:
-                exposed = m.point + place[len(m.root):]
-                if exposed != real:
-                    out.append("/" + "/".join(exposed))
-    return out
-
-
-def _split(path: str) -> tuple[str, ...]:
-    return tuple(c for c in path.split("/") if c)
-
-
-def _magic(path: str) -> bool:
-    """/proc and /dev entries are per process or devices: the path checks refuse them."""
-    return path in ("/proc", "/dev") or path.startswith(("/proc/", "/dev/"))
 
 
 def _libc() -> ctypes.CDLL:

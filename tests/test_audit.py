@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from diag_wrapper import audit
-from diag_wrapper.decision import Decision, PathCheck
-from diag_wrapper.errors import Deny
+from diag_wrapper.model import PathCheck, Plan as Decision
+from diag_wrapper.model import Deny
 
 try:
     from e2e import harness
@@ -375,8 +375,8 @@ def test_import_is_light():
 RECORD_SNIPPET = r"""
 import json, sys
 from diag_wrapper import audit
-from diag_wrapper.decision import Decision, PathCheck
-from diag_wrapper.errors import Deny
+from diag_wrapper.model import PathCheck, Plan as Decision
+from diag_wrapper.model import Deny
 spec = json.loads(sys.argv[1])
 d = Decision(spec["decision"], spec["code"], spec["reason"], bytes.fromhex(spec["command"]),
              rule=spec.get("rule"), argv=tuple(spec.get("argv", ())), executable=spec.get("executable"),

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import POLICY_DIR, write_stub_policy
-from diag_wrapper.decision import ALLOW, DENY, HELP, decide
+from diag_wrapper.model import ALLOW, DENY, HELP
+from diag_wrapper.plan import plan
 from diag_wrapper.policy import load
 from test_deny_property import SECRET_ENTRIES, _ancestry, _at_or_under, _beneath, _build, _comps, _expand, _ident, node, rel_path
 
@@ -28,7 +29,7 @@ SHELLISH = st.text(alphabet=st.sampled_from(list("abcn8/.-_=*?[]{}~#$`'\"\\;|&<>
 @settings(max_examples=600, deadline=None)
 @given(raw=st.one_of(st.binary(max_size=80), SHELLISH.map(str.encode), st.text(max_size=60).map(str.encode)))
 def test_decide_is_total(web02, raw):
-    d = decide(raw, web02)
+    d = plan(raw, web02)
     assert d.decision in (ALLOW, DENY, HELP)
     assert d.code and d.reason and "\n" not in d.reason
     assert (d.decision == ALLOW) == bool(d.executable)
@@ -49,7 +50,7 @@ def test_allowed_decisions_only_name_paths_outside_the_denylist(tmp_path_factory
         policy = load(str(write_stub_policy(root, "web-02.toml", root / ".bin", extra=extra)))
         os.chdir(root)
         value = f"{root}/{rel}" if absolute else (rel or ".")
-        d = decide(template.format(f"'{value}'").encode(), policy)
+        d = plan(template.format(f"'{value}'").encode(), policy)
         event(f"{d.decision} {d.code}")
         if d.decision != ALLOW:
             return

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from diag_wrapper.decision import PathCheck
-from diag_wrapper.deny import DenyEntry, DenyList, RealFs, validate_entry
-from diag_wrapper.errors import Deny
+from diag_wrapper.model import PathCheck
+from diag_wrapper.deny import DenyList, RealHost
+from diag_wrapper.policy import DenyEntry, validate_entry
+from diag_wrapper.model import Deny
 
 PROC_ENTRIES = [
     "/proc/*/environ",
@@ -201,12 +202,12 @@ TABLE = [
 
 @pytest.mark.parametrize("value,kind,expected", TABLE, ids=[f"{k}:{v}" for v, k, _ in TABLE])
 def test_table(host: Path, value: str, kind: str, expected: str) -> None:
-    dl = DenyList(_entries(host), RealFs(cwd=str(host)))
+    dl = DenyList(_entries(host), RealHost(cwd=str(host)))
     value = value.format(t=host, pid=os.getpid())
     assert _decide(dl, value, kind) == expected
 
 
-# Relative values resolve from the working directory (given to RealFs).
+# Relative values resolve from the working directory (given to RealHost).
 RELATIVE = [
     ("run", "secrets/db", "file", DENIED),
     ("run", "./secrets", "file", DENIED),
@@ -228,7 +229,7 @@ RELATIVE = [
 
 @pytest.mark.parametrize("cwd,value,kind,expected", RELATIVE)
 def test_relative(host: Path, cwd: str, value: str, kind: str, expected: str) -> None:
-    dl = DenyList(_entries(host), RealFs(cwd=str(host / cwd)))
+    dl = DenyList(_entries(host), RealHost(cwd=str(host / cwd)))
     assert _decide(dl, value, kind) == expected
 
 
@@ -240,14 +241,14 @@ def test_relative_uses_process_cwd(host: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_allowed_result_is_the_realpath(host: Path) -> None:
-    dl = DenyList(_entries(host), RealFs(cwd=str(host / "links")))
+    dl = DenyList(_entries(host), RealHost(cwd=str(host / "links")))
     for value in ("log/nginx/./error.log", f"{host}//var/log/../log/nginx", "dangling"):
         pc = dl.check(value, "file")
         assert pc == PathCheck(value, os.path.realpath(os.path.join(host / "links", value)), "file")
 
 
 def test_deny_message_names_value_resolution_entry_and_why(host: Path) -> None:
-    dl = DenyList(_entries(host), RealFs())
+    dl = DenyList(_entries(host), RealHost())
     with pytest.raises(Deny) as exc:
         dl.check(f"{host}/links/secret_file", "file")
     d = exc.value
@@ -261,7 +262,7 @@ def test_deny_message_names_value_resolution_entry_and_why(host: Path) -> None:
 
 
 def test_alias_message_names_the_entry(host: Path) -> None:
-    dl = DenyList(_entries(host), RealFs())
+    dl = DenyList(_entries(host), RealHost())
     with pytest.raises(Deny) as exc:
         dl.check(f"{host}/persist/etc/ssh/ssh_host_rsa_key", "file")
     assert exc.value.rule == f"deny:{host}/etc/ssh/ssh_host_*_key"
@@ -270,7 +271,7 @@ def test_alias_message_names_the_entry(host: Path) -> None:
 
 
 def test_tree_message_suggests_narrower_path(host: Path) -> None:
-    dl = DenyList(_entries(host), RealFs())
+    dl = DenyList(_entries(host), RealHost())
     with pytest.raises(Deny) as exc:
         dl.check(f"{host}/var/lib", "tree")
     assert exc.value.code == TREE_DENIED
@@ -280,21 +281,28 @@ def test_tree_message_suggests_narrower_path(host: Path) -> None:
 
 
 def test_proc_root_resolving_into_denied_dir_without_proc_entries(host: Path) -> None:
-    dl = DenyList(_entries(host, proc=False), RealFs())
+    dl = DenyList(_entries(host, proc=False), RealHost())
     assert _decide(dl, f"/proc/self/root{host}/run/secrets/db", "file") == DENIED
     assert _decide(dl, f"/proc/{os.getpid()}/root{host}/srv/vault/token", "file") == DENIED
     assert _decide(dl, f"/proc/self/root{host}/var/log", "tree") == ALLOW
 
 
-def test_aliases_listed(host: Path) -> None:
-    dl = DenyList(_entries(host), RealFs())
-    assert [e.path for e in dl.entries] == [e.path for e in _entries(host)]
-    aliases = {a: e.path for a, e in dl.aliases}
-    assert aliases[f"{host}/persist/etc/ssh/ssh_host_*_key"] == f"{host}/etc/ssh/ssh_host_*_key"
-    assert aliases[f"{host}/persist/vault"] == f"{host}/srv/vault"
-    assert aliases[f"{host}/var/lib/private/mautrix-signal"] == f"{host}/var/lib/mautrix-*"
-    assert aliases[f"{host}/var/lib/private/n8n"] == f"{host}/var/lib/n8n"
-    assert not any(a.startswith("/proc") or a == "/" for a in aliases)
+def test_aliases_deny_the_real_locations_by_the_entry(host: Path) -> None:
+    dl = DenyList(_entries(host), RealHost())
+    for value, alias, entry in [
+        (f"{host}/persist/etc/ssh/ssh_host_rsa_key", f"{host}/persist/etc/ssh/ssh_host_*_key",
+         f"{host}/etc/ssh/ssh_host_*_key"),
+        (f"{host}/persist/vault/token", f"{host}/persist/vault", f"{host}/srv/vault"),
+        (f"{host}/var/lib/private/mautrix-signal/db", f"{host}/var/lib/private/mautrix-signal",
+         f"{host}/var/lib/mautrix-*"),
+        (f"{host}/var/lib/private/n8n/db", f"{host}/var/lib/private/n8n", f"{host}/var/lib/n8n"),
+    ]:
+        with pytest.raises(Deny) as exc:
+            dl.check(value, "file")
+        assert f"{alias} (alias of {entry})" in exc.value.message and exc.value.rule == f"deny:{entry}"
+    # /proc entries get no aliases: /proc/1/root -> / would otherwise deny everything
+    assert dl.check(f"{host}/var/lib/private/other/db", "file").resolved == f"{host}/var/lib/private/other/db"
+    assert dl.check("/etc/hostname", "file").resolved == "/etc/hostname"
 
 
 def test_symlink_chain_follows_kernel_limit(tmp_path: Path) -> None:
@@ -303,7 +311,7 @@ def test_symlink_chain_follows_kernel_limit(tmp_path: Path) -> None:
     for i in range(1, 42):
         _link(tmp_path / f"l{i}", prev)
         prev = f"l{i}"
-    dl = DenyList([DenyEntry(f"{tmp_path}/secret", "s")], RealFs())
+    dl = DenyList([DenyEntry(f"{tmp_path}/secret", "s")], RealHost())
     assert (tmp_path / "l40").read_text() == "ok"  # the kernel follows 40 links
     assert dl.check(f"{tmp_path}/l40", "file").resolved == f"{tmp_path}/f"
     with pytest.raises(OSError):
@@ -311,7 +319,7 @@ def test_symlink_chain_follows_kernel_limit(tmp_path: Path) -> None:
     assert _decide(dl, f"{tmp_path}/l41", "file") == BAD
 
 
-class CountingFs(RealFs):
+class CountingFs(RealHost):
     def __init__(self) -> None:
         super().__init__()
         self.globbed: list[str] = []
@@ -330,16 +338,16 @@ def test_compile_does_not_enumerate_proc(host: Path) -> None:
 
 def test_bad_entry_rejected_by_denylist() -> None:
     with pytest.raises(ValueError):
-        DenyList([DenyEntry("run/secrets", "relative")], RealFs())
+        DenyList([DenyEntry("run/secrets", "relative")], RealHost())
 
 
 def test_unknown_kind_is_a_programming_error(host: Path) -> None:
     with pytest.raises(ValueError):
-        DenyList(_entries(host), RealFs()).check("/etc/hostname", "dir")
+        DenyList(_entries(host), RealHost()).check("/etc/hostname", "dir")
 
 
 def test_no_entries_allows_everything_resolvable(host: Path) -> None:
-    dl = DenyList([], RealFs())
+    dl = DenyList([], RealHost())
     assert dl.check("/", "tree").resolved == "/"
     assert _decide(dl, f"{host}/links/loop", "file") == BAD
 
@@ -389,7 +397,7 @@ def test_validate_entry_bad(path: str) -> None:
     assert "deny entry" in str(exc.value)
 
 
-class UnreadableLinks(RealFs):
+class UnreadableLinks(RealHost):
     """readlink and realpath fail as they do for another user's /proc/PID/root."""
 
     def readlink(self, p: str) -> str:
@@ -407,7 +415,7 @@ def test_unreadable_link_is_denied_not_raised(host: Path) -> None:
     assert _decide(dl, f"{host}/run/secrets/db", "file") == DENIED
 
 
-class NoCwd(RealFs):
+class NoCwd(RealHost):
     def getcwd(self) -> str:
         raise FileNotFoundError(2, "No such file or directory")
 

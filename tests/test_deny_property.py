@@ -20,8 +20,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from diag_wrapper.deny import DenyEntry, DenyList, RealFs
-from diag_wrapper.errors import Deny
+from diag_wrapper.deny import DenyList, RealHost
+from diag_wrapper.policy import DenyEntry
+from diag_wrapper.model import Deny
 
 NAMES = ["a", "b", "s", "k1", "e"]
 SECRET_ENTRIES = ["s", "*/k1", "e"]  # relative to the example root
@@ -125,7 +126,7 @@ def test_allowed_paths_resolve_outside_every_entry(nodes, val, kind) -> None:
             text = text.replace("/", "//", 1)
         cwd = str(root)
         v = f"{root}/{text}" if how == "abs" else (text or ".")
-        dl = DenyList(entries, RealFs(cwd=cwd))
+        dl = DenyList(entries, RealHost(cwd=cwd))
         try:
             pc = dl.check(v, kind)
         except Deny as d:

@@ -47,12 +47,12 @@ exec "$PYTHON" -c "$DECIDE" "$POLICY" "$@"
 
 DECIDE = r"""
 import json, sys
-from diag_wrapper.decision import decide
+from diag_wrapper.plan import plan
 from diag_wrapper.policy import load
 policy = load(sys.argv[1])
 out = []
 for command in sys.argv[2:]:
-    d = decide(command.encode(), policy)
+    d = plan(command.encode(), policy)
     out.append([command, d.decision, d.code, list(d.layers)])
 print(json.dumps(out))
 """

@@ -13,9 +13,10 @@ import stat
 
 import pytest
 
-from diag_wrapper.decision import ALLOW, decide
+from diag_wrapper.model import ALLOW
+from diag_wrapper.plan import plan
 from diag_wrapper.deny import DenyList, check_type
-from diag_wrapper.errors import Deny
+from diag_wrapper.model import Deny
 
 SECRET_FIELDS = ["COREDUMP_ENVIRON", "COREDUMP_CMDLINE", "COREDUMP_OPEN_FDS", "COREDUMP", "COREDUMP_PROC_STATUS",
                  "COREDUMP_PROC_MAPS", "_CMDLINE", "COREDUMP_PROC_CGROUP"]
@@ -24,7 +25,7 @@ STRUCTURED = ["verbose", "export", "json", "json-pretty", "json-sse", "json-seq"
 
 
 def _decide(policy, command: str):
-    return decide(command.encode(), policy)
+    return plan(command.encode(), policy)
 
 
 def _denied(policy, command: str, code: str) -> str:
@@ -293,8 +294,8 @@ def test_the_dev_stdin_entry_takes_no_alias_from_the_wrappers_own_stdin(web02, t
 
     target = tmp_path / "plain.txt"
     target.write_text("plain\n")
-    code = ("import sys; from diag_wrapper.policy import load; from diag_wrapper.decision import decide;"
-            f"d = decide(b'cat {target}', load(sys.argv[1])); print(d.code)")
+    code = ("import sys; from diag_wrapper.policy import load; from diag_wrapper.plan import plan;"
+            f"d = plan(b'cat {target}', load(sys.argv[1])); print(d.code)")
     policy = web02.sources[-1]
     with open(target, "rb") as stdin:
         out = subprocess.run([sys.executable, "-c", code, policy], stdin=stdin, capture_output=True, text=True)
@@ -334,7 +335,7 @@ def test_matches_on_hidden_fields_are_refused(web02, match):
 def test_the_opened_descriptor_is_type_checked_too(tmp_path):
     # fd passing checks the object it opened, not only the name it checked: a FIFO or a
     # device swapped in between the two is refused
-    from diag_wrapper.decision import PathCheck
+    from diag_wrapper.model import PathCheck
     from diag_wrapper.execute import open_checked
 
     fifo = tmp_path / "was-a-file"

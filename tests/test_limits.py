@@ -8,7 +8,7 @@ import os
 import pytest
 
 from diag_wrapper import limits
-from diag_wrapper.errors import Deny
+from diag_wrapper.model import Deny
 
 
 def test_slots_are_taken_until_all_are_held(tmp_path):

@@ -19,15 +19,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diag_wrapper import execute
-from diag_wrapper.decision import Decision, PathCheck
-from diag_wrapper.deny import DenyEntry, DenyList, RealFs
-from diag_wrapper.errors import Deny
+from diag_wrapper.model import PathCheck, Plan as Decision
+from diag_wrapper.deny import DenyList, RealHost
+from diag_wrapper.policy import DenyEntry
+from diag_wrapper.model import Deny
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, setuid)")
 
 
-class LinksUnprotected(RealFs):
+class LinksUnprotected(RealHost):
     """A host with fs.protected_hardlinks = 0."""
 
     def protected_hardlinks(self) -> bool:
@@ -53,9 +54,9 @@ def base(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _dl(base: Path, fs: RealFs | None = None) -> DenyList:
+def _dl(base: Path, fs: RealHost | None = None) -> DenyList:
     entries = [DenyEntry(str(base / "denied"), "state"), DenyEntry(str(base / "key"), "host key")]
-    return DenyList(entries, fs or RealFs())
+    return DenyList(entries, fs or RealHost())
 
 
 # --------------------------------------------------------------------------- hard links
@@ -106,12 +107,13 @@ def test_a_link_made_after_the_check_is_caught_when_the_file_is_opened(base: Pat
     target = base / "pub" / "log"
     target.write_text("x")
     d = _dl(base, LinksUnprotected())
-    check = d.check(str(target), "file")
+    check = d.check(str(target), "file", index=1)
     os.link(target, base / "pub" / "log.1")  # a second name appears between check and open
     decision = Decision("allow", "allow", "", b"", rule="cat", argv=("cat", str(target)),
-                        exec_argv=("cat", str(target)), executable="/usr/bin/cat", paths=(check,))
+                        exec_argv=("cat", str(target)), executable="/usr/bin/cat", paths=(check,),
+                        pass_fds=(1,))
     with pytest.raises(Deny) as exc:
-        execute.prepare(decision, d)
+        execute.open_fds(decision, d)
     assert exc.value.code == "path.hardlinked"
 
 
@@ -173,10 +175,10 @@ def test_relative_values_walk_from_the_working_directory(base: Path) -> None:
     safe = _dir(base / "pub" / "safe", 0, 0o755)
     (safe / "f").write_text("x")
     loose = _dir(base / "pub" / "loose", NOBODY, 0o755)
-    d = DenyList([DenyEntry(str(base / "denied"), "state")], RealFs(cwd=str(safe)))
+    d = DenyList([DenyEntry(str(base / "denied"), "state")], RealHost(cwd=str(safe)))
     assert _outcome(d.check_stable, PathCheck("f", str(safe / "f"), "file")) == "allow"
     (loose / "g").write_text("x")
-    d = DenyList([DenyEntry(str(base / "denied"), "state")], RealFs(cwd=str(loose)))
+    d = DenyList([DenyEntry(str(base / "denied"), "state")], RealHost(cwd=str(loose)))
     assert _outcome(d.check_stable, PathCheck("g", str(loose / "g"), "file")) == "path.unstable"
     # '..' is the parent, which the loose directory's owner cannot change
     assert _outcome(d.check_stable, PathCheck("../safe/f", str(safe / "f"), "file")) == "allow"
@@ -201,7 +203,7 @@ def test_names_the_kernel_makes_are_stable(base: Path) -> None:
         proc.wait()
 
 
-class HiddenParent(RealFs):
+class HiddenParent(RealHost):
     """A directory on the way that cannot be examined (lstat fails)."""
 
     def __init__(self, hidden: str) -> None:
@@ -296,7 +298,7 @@ def test_what_check_stable_accepts_nobody_else_can_swap(example) -> None:
             else:
                 os.symlink("../" * (len(levels)) + "target" if how == "link-up" else str(target), leaf)
             os.lchown(leaf, leaf_owner, leaf_owner)
-        dl = DenyList([DenyEntry(str(root / "denied"), "state")], RealFs())
+        dl = DenyList([DenyEntry(str(root / "denied"), "state")], RealHost())
         accepted = True
         try:
             dl.check_stable(PathCheck(str(leaf), os.path.realpath(leaf), "file"))

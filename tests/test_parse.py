@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diag_wrapper import _bashlex
-from diag_wrapper.errors import Deny
+from diag_wrapper.model import Deny
 from diag_wrapper.parse import parse_command
 
 ACCEPTED: list[tuple[str, tuple[str, ...]]] = [

@@ -9,7 +9,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from bash_oracle import BASH, OracleSkip, bash_argv
-from diag_wrapper.errors import Deny
+from diag_wrapper.model import Deny
 from diag_wrapper.parse import parse_command
 
 pytestmark = pytest.mark.skipif(not os.access(BASH, os.X_OK), reason="needs /bin/bash")

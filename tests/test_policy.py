@@ -12,7 +12,7 @@ import pytest
 
 from diag_wrapper import helptext
 from diag_wrapper.cli import main
-from diag_wrapper.errors import PolicyError
+from diag_wrapper.model import PolicyError
 from diag_wrapper.lint import lint_policy
 from diag_wrapper.policy import load
 
@@ -224,7 +224,7 @@ def _readme_codes() -> set[str]:
 
 
 def test_the_deny_code_registry_is_the_readme_table_both_ways():
-    from diag_wrapper.errors import CODES
+    from diag_wrapper.model import CODES
 
     assert _readme_codes() == set(CODES)
 
@@ -232,7 +232,7 @@ def test_the_deny_code_registry_is_the_readme_table_both_ways():
 def test_every_code_the_source_names_is_registered():
     import re
 
-    from diag_wrapper.errors import CODES
+    from diag_wrapper.model import CODES
 
     src = Path(__file__).resolve().parents[1] / "diag_wrapper"
     named = set()
@@ -243,8 +243,8 @@ def test_every_code_the_source_names_is_registered():
 
 
 def test_an_unregistered_code_is_a_bug_not_a_new_kind_of_deny():
-    from diag_wrapper.decision import deny
-    from diag_wrapper.errors import Deny
+    from diag_wrapper.model import denied as deny
+    from diag_wrapper.model import Deny
 
     with pytest.raises(ValueError):
         Deny("path.made-up", "x")
@@ -256,7 +256,7 @@ def test_an_unregistered_code_is_a_bug_not_a_new_kind_of_deny():
 def test_forcecommand_loads_only_root_owned_policies(tmp_path, mode, owner, ok):
     import os
 
-    from diag_wrapper.errors import InsecurePolicy
+    from diag_wrapper.model import InsecurePolicy
     from diag_wrapper.policy import load
 
     if os.geteuid() != 0:

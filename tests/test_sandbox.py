@@ -1,10 +1,18 @@
-"""What the kernel wall covers (the namespaces themselves are exercised end to end in tests/e2e)."""
+"""What the kernel wall covers (the namespaces themselves are exercised end to end in tests/e2e).
+
+The wall's list comes from the compiled deny list (``DenyList.covers``), the same one the
+path checks use."""
 
 from __future__ import annotations
 
 import os
 
-from diag_wrapper.sandbox import cover_list
+from diag_wrapper.deny import DenyList, Mount, RealHost
+from diag_wrapper.policy import DenyEntry
+
+
+def _covers(paths, host=None, command="cat"):
+    return list(DenyList([DenyEntry(p, "test") for p in paths], host or RealHost()).covers(command))
 
 
 def test_cover_list_expands_globs_resolves_links_and_prunes_nested(tmp_path):
@@ -15,7 +23,7 @@ def test_cover_list_expands_globs_resolves_links_and_prunes_nested(tmp_path):
     (tmp_path / "persist").mkdir()
     (tmp_path / "persist" / "n8n").mkdir()
     (tmp_path / "n8n").symlink_to(tmp_path / "persist" / "n8n")
-    got = cover_list([
+    got = _covers([
         f"{tmp_path}/secrets", f"{tmp_path}/secrets/sub", f"{tmp_path}/keys/host_*_key",
         f"{tmp_path}/n8n", f"{tmp_path}/absent",
     ])
@@ -27,16 +35,19 @@ def test_cover_list_expands_globs_resolves_links_and_prunes_nested(tmp_path):
 
 
 def test_cover_list_leaves_proc_and_dev_to_the_path_checks():
-    got = cover_list(["/proc/*/environ", "/proc/kcore", "/dev/fd", "/dev/stdin", "/proc/self/fd"])
+    got = _covers(["/proc/*/environ", "/proc/kcore", "/dev/fd", "/dev/stdin", "/proc/self/fd"])
     assert got == []
-    assert all(not p.startswith(("/proc", "/dev")) for p in cover_list(["/etc/hostname", "/dev/fd"]))
+    assert all(not p.startswith(("/proc", "/dev")) for p in _covers(["/etc/hostname", "/dev/fd"]))
     assert os.path.exists("/dev/fd")
 
 
-def test_wall_paths_add_the_names_bind_mounts_give_an_entry(tmp_path):
-    from diag_wrapper.deny import Mount
-    from diag_wrapper.sandbox import wall_paths
+def test_wall_except_leaves_an_entry_to_the_commands_that_read_it_themselves(tmp_path):
+    (tmp_path / "journal").mkdir()
+    dl = DenyList([DenyEntry(str(tmp_path / "journal"), "j", ("journalctl",))], RealHost())
+    assert dl.covers("cat") == (str(tmp_path / "journal"),) and dl.covers("journalctl") == ()
 
+
+def test_wall_paths_add_the_names_bind_mounts_give_an_entry(tmp_path):
     secret = tmp_path / "parent" / "secret"
     secret.mkdir(parents=True)
     (tmp_path / "b1").mkdir()
@@ -47,7 +58,12 @@ def test_wall_paths_add_the_names_bind_mounts_give_an_entry(tmp_path):
         Mount(root=comps(secret), point=comps(tmp_path / "b1")),  # a bind of the secret
         Mount(root=comps(tmp_path / "parent"), point=comps(tmp_path / "b2")),  # a bind of its parent
     ]
-    got = wall_paths([str(secret)], mounts)
+
+    class Binds(RealHost):
+        def mounts(self):
+            return mounts
+
+    got = _covers([str(secret)], Binds())
     assert set(got) == {str(secret), str(tmp_path / "b1"), str(tmp_path / "b2" / "secret")}
 
 
@@ -62,8 +78,8 @@ def test_mountinfo_is_parsed_with_its_escapes():
 def test_a_wall_that_could_not_be_taken_down_refuses_in_every_mode(web02, monkeypatch):
     # sandbox.enter takes down the covers it made when one fails; if that fails too the
     # command must not run, whatever the mode (auto would otherwise go on without the wall)
-    from diag_wrapper import cli, sandbox
-    from diag_wrapper.decision import decide
+    from diag_wrapper import run, sandbox
+    from diag_wrapper.plan import plan
 
     def half_built(cover):
         exc = sandbox.SandboxError(16, "cover /x: Device or resource busy")
@@ -73,5 +89,5 @@ def test_a_wall_that_could_not_be_taken_down_refuses_in_every_mode(web02, monkey
     monkeypatch.setattr(sandbox, "enter", half_built)
     for mode in ("auto", "required"):
         policy = web02._replace(settings=web02.settings._replace(sandbox=mode))
-        d = cli._wall(decide(b"uptime", policy), policy)
+        d = run._wall(plan(b"uptime", policy), mode)
         assert (d.decision, d.code) == ("deny", "sandbox.partial") and "nothing was executed" in d.reason

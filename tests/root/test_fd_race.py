@@ -2,9 +2,9 @@
 
 A separate process flips ``link`` (atomically, by rename) between an allowed
 file and a file inside a deny entry as fast as it can. Meanwhile a driver runs
-the wrapper's own steps thousands of times, each in a fresh child: ``decide``,
-then ``cli._wall`` (fd passing, then the wall, here ``sandbox = "off"`` so fd
-passing stands alone), then ``execute`` (signal reset, alarm, ``execve`` of
+the wrapper's own steps thousands of times, each in a fresh child: ``plan``,
+then ``execute.open_fds`` and ``run._wall`` (fd passing, then the wall, here
+``sandbox = "off"`` so fd passing stands alone), then ``execute`` (signal reset, alarm, ``execve`` of
 the real ``/usr/bin/cat``). Only the audit record is left out (no journald is
 needed for this). Not one byte of the secret may come out. The control runs
 the same loop with fd passing switched off and shows that the race is real
@@ -34,18 +34,24 @@ RUNS = int(os.environ.get("DIAG_FD_RACE_RUNS", "3000"))
 
 DRIVE = r"""
 import os, sys
-from diag_wrapper import cli, execute as ex
-from diag_wrapper.decision import decide
+from diag_wrapper import execute as ex, plan as P, run
+from diag_wrapper.deny import for_policy
+from diag_wrapper.model import Deny, refused
 from diag_wrapper.policy import load
 policy_path, command, runs, fdpass = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "on"
 if not fdpass:
-    ex.FD_COMMANDS = frozenset()
+    P.FD_COMMANDS = frozenset()
 policy = load(policy_path)
 for _ in range(runs):
     pid = os.fork()
     if pid == 0:
         try:
-            d = cli._wall(decide(command.encode(), policy), policy)
+            d = P.plan(command.encode(), policy)
+            try:
+                d = ex.open_fds(d, for_policy(policy)) if d.allowed else d
+            except Deny as exc:
+                d = refused(d, exc.code, exc.message)
+            d = run._wall(d, policy.settings.sandbox)
             if not d.allowed:
                 os.write(1, f"DENY {d.code}\n".encode())
                 os._exit(77)

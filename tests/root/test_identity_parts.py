@@ -38,8 +38,9 @@ exec "$PYTHON" -c "$CHECK"
 
 CHECK = r"""
 import json
-from diag_wrapper.deny import DenyEntry, DenyList
-from diag_wrapper.errors import Deny
+from diag_wrapper.deny import DenyList
+from diag_wrapper.policy import DenyEntry
+from diag_wrapper.model import Deny
 dl = DenyList([DenyEntry("/srv/secret", "test secret")])
 out = {}
 for v, k in [("/srv/innocent/token", "file"), ("/srv/innocent", "file"), ("/srv/innocent", "tree"),

@@ -15,7 +15,8 @@ import subprocess
 
 import pytest
 
-from diag_wrapper.decision import ALLOW, decide
+from diag_wrapper.model import ALLOW
+from diag_wrapper.plan import plan
 
 from test_leaks import SS_FAMILY_MISMATCH
 from test_leaks import test_ss_numeric_filters_are_allowed as allowed_table
@@ -42,7 +43,7 @@ def test_the_detection_sees_a_lookup(tmp_path):
 
 @pytest.mark.parametrize("command", ALLOWED)
 def test_allowed_filters_look_nothing_up(web02, tmp_path, command):
-    d = decide(command.encode(), web02)
+    d = plan(command.encode(), web02)
     assert d.decision == ALLOW, d.reason
     trace = _trace(list(d.exec_argv), tmp_path)
     assert not [line for line in trace.splitlines() if any(name in line for name in LOOKUPS)], trace

@@ -25,9 +25,11 @@ pytestmark = pytest.mark.root
 PROBE = r"""
 import json, os, sys
 from diag_wrapper import sandbox
-from diag_wrapper.deny import RealFs
+from diag_wrapper.deny import DenyList
+from diag_wrapper.policy import DenyEntry
 root, patterns = sys.argv[1], json.loads(sys.argv[2])
-cover = sandbox.wall_paths(patterns, RealFs().mounts()) if sys.argv[3] == "wall" else json.loads(sys.argv[3])
+cover = (list(DenyList([DenyEntry(p, "t") for p in patterns]).covers("cat")) if sys.argv[3] == "wall"
+         else json.loads(sys.argv[3]))
 out = {"cover": cover}
 try:
     sandbox.enter(cover)

@@ -1,0 +1,134 @@
+"""The one decision: ``plan(raw, policy, host)``, for ``check``, ``lint`` and ForceCommand mode.
+
+It runs parse -> match -> paths and returns a :class:`~diag_wrapper.model.Plan` with
+everything the effects need: the decision and its code, the exec argv, which words are
+handed over as open descriptors (by argv index), what the kernel wall covers, the
+stable-name verdict for the policy's ``sandbox`` mode, the time limit, the rlimits and the
+environment. It never raises: any failure, expected or not, is a deny with a named code.
+
+What the plan cannot know is what only trying shows (the wall's mounts, opening the files
+again); those effects (run.py) may turn an allow into a reported deny, never the reverse.
+"""
+
+from __future__ import annotations
+
+from . import match, parse
+from .deny import DenyList, Host, RealHost, for_policy
+from .model import ALLOW, HELP, Deny, PathCheck, Plan, denied
+from .policy import Policy
+
+BASE_ENV = {
+    "LANG": "C.UTF-8",
+    "SYSTEMD_PAGER": "cat",
+    "PAGER": "cat",
+    "SYSTEMD_COLORS": "0",
+    "LESSSECURE": "1",
+}
+# Single-file readers that get each checked file as an open descriptor (execute.py).
+FD_COMMANDS = frozenset({"cat", "head", "tail", "wc", "grep"})
+
+
+def plan(raw: bytes, policy: Policy, host: Host | None = None) -> Plan:
+    """The whole decision for one command string on ``host`` (None: this one). Never raises."""
+    argv: tuple[str, ...] = ()
+    try:
+        argv = parse.parse_command(raw, policy.settings.max_command_bytes)
+        if argv[0] == "help" and len(argv) <= 2:
+            return Plan(HELP, "help", "help requested", raw, rule="help", argv=argv)
+        return _allowed(raw, argv, policy, host)
+    except Deny as d:
+        return denied(raw, d.code, d.message, d.rule, argv)
+    except Exception as exc:  # fail closed: a bug is a deny, never a traceback
+        return denied(raw, "internal.error", f"internal error ({type(exc).__name__}); nothing was executed",
+                      None, argv)
+
+
+def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | None) -> Plan:
+    s = policy.settings
+    m = match.match(argv, policy)
+    cmd = m.command
+    head = (argv[0], *cmd.forced_args, *match.defaults(m))
+    shift = len(head) - 1  # argv[i] is exec_argv[i + shift]
+    layers = ["allowlist"]
+    denylist = for_policy(policy, host) if m.paths or s.sandbox != "off" else None
+    checks: tuple[PathCheck, ...] = ()
+    if m.paths:  # the deny list is compiled only for commands that name paths or get a wall
+        assert denylist is not None
+        content = cmd.reads == "content"
+        checks = tuple(denylist.check(a.value, a.kind, content, None if a.index is None else a.index + shift)
+                       for a in m.paths)
+        layers += ("path-denylist", "identity") if denylist.identity else ("path-denylist",)
+    view = host if host is not None else RealHost()
+    executable = _executable(cmd.name, s.search_path, view)
+    timeout = cmd.timeout or s.timeout
+    pass_fds = _fd_plan(argv[0], checks)
+    if pass_fds:
+        layers.append("fd-passing")
+    handed = () if pass_fds else checks  # names the command will look up again itself
+    unstable = _unstable(denylist, handed) if handed else None
+    reason = f"allowed by rule {m.rule!r}"
+    wall: tuple[str, ...] = ()
+    no_wall = 'sandbox = "off"' if s.sandbox == "off" else view.userns()
+    if no_wall and s.sandbox == "required":
+        raise Deny("sandbox.unavailable", f"the kernel wall (user + mount namespace) cannot be set up here"
+                   f" ({no_wall}) and this host's policy requires it; nothing was executed", m.rule)
+    if no_wall:
+        if unstable:
+            raise Deny("path.unstable", unstable, m.rule)
+        if s.sandbox == "auto":
+            layers.append("sandbox-unavailable")
+            reason += f"; kernel wall unavailable ({no_wall}), path checks only"
+        if handed:
+            layers.append("stable-names")
+    else:
+        assert denylist is not None
+        wall = denylist.covers(argv[0])
+        layers.append("sandbox")
+    return Plan(
+        ALLOW, "allow", reason, raw, rule=m.rule, argv=argv, exec_argv=(*head, *argv[1:]),
+        executable=executable, env={"PATH": ":".join(s.search_path), **BASE_ENV, **cmd.env},
+        timeout=timeout, paths=checks, layers=tuple(layers),
+        rlimits=rlimits(policy, cmd.memory_mb, timeout), pass_fds=pass_fds, wall=wall, unstable=unstable,
+    )
+
+
+def _fd_plan(name: str, checks: tuple[PathCheck, ...]) -> tuple[int, ...]:
+    """The exec_argv indices to hand over as descriptors: all of a single-file reader's path
+    values when each is a whole word of its own, else none (then the names are handed over)."""
+    if name not in FD_COMMANDS or not checks or any(c.kind != "file" or c.index is None for c in checks):
+        return ()
+    return tuple(sorted({c.index for c in checks if c.index is not None}))
+
+
+def _unstable(denylist: DenyList | None, handed: tuple[PathCheck, ...]) -> str | None:
+    """Why some name handed over could be swapped by a user other than root, or None."""
+    assert denylist is not None
+    try:
+        for c in handed:
+            denylist.check_stable(c)
+    except Deny as exc:
+        return exc.message
+    return None
+
+
+def rlimits(policy: Policy, memory_mb: int | None, timeout: int) -> tuple[tuple[str, int], ...]:
+    """What bounds a command besides its time limit (soft = hard, so it cannot raise them).
+
+    RLIMIT_DATA counts the heap and private writable mappings, not files mapped shared
+    read-only (journalctl's journal files), so it stops `tail -n 1 BIG-FILE-WITHOUT-NEWLINES`
+    and `grep -a` on a huge binary without starving journalctl. FSIZE 0: no command writes
+    a file (SIGXFSZ). CORE 0: a crashing command leaves no core with what it read. NPROC
+    bounds forks of the diag user. CPU: a busy loop cannot outlast the wall clock.
+    """
+    s = policy.settings
+    return (("RLIMIT_DATA", (memory_mb or s.memory_mb) << 20), ("RLIMIT_NPROC", s.max_tasks),
+            ("RLIMIT_FSIZE", 0), ("RLIMIT_CORE", 0), ("RLIMIT_CPU", timeout + 1))
+
+
+def _executable(name: str, search_path: tuple[str, ...], host: Host) -> str:
+    """The program comes from the policy's search path only, never from the session's PATH."""
+    for d in search_path:
+        candidate = f"{d}/{name}"
+        if host.executable(candidate):
+            return candidate
+    raise Deny("exec.not-found", f"{name!r} is allowed but not installed in {':'.join(search_path)}", name)

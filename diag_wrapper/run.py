@@ -9,7 +9,6 @@ under ``sandbox = "auto"`` (``model.degraded``); nothing runs unless the record 
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Mapping
 

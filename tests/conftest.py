@@ -47,3 +47,19 @@ def web02(tmp_path_factory, stub_bin) -> Policy:
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory, stub_bin) -> Policy:
     return load(str(write_stub_policy(tmp_path_factory.mktemp("pol"), "fleet.toml", stub_bin)))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The one place root and e2e tests are marked and skipped: everything under tests/root
+    is ``root``, under tests/e2e ``e2e``; without root both are skipped."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        rel = Path(str(item.path)).resolve().relative_to(here).parts
+        if rel[0] in ("root", "e2e"):
+            item.add_marker(getattr(pytest.mark, rel[0]))
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (namespaces, mounts, chown, journald, sshd)")
+    for item in items:
+        if item.get_closest_marker("root") or item.get_closest_marker("e2e"):
+            item.add_marker(skip)

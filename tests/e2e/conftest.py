@@ -7,6 +7,7 @@ Everything created here is torn down in ``finally`` blocks, even on failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -35,8 +36,6 @@ DATA_TEXT = "hello from the diag-wrapper e2e suite\n"
 
 
 def skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "e2e tests need root (mount namespace, useradd, sshd, journald)"
     missing = harness.missing_programs()
     if missing:
         return f"e2e tests need these programs: {', '.join(missing)}"
@@ -85,7 +84,8 @@ def e2e() -> E2E:
     if reason:
         pytest.skip(reason)
     work = harness.make_workdir()
-    ns = journald = sshd = user = None
+    sshd = user = None
+    stack = contextlib.ExitStack()
     try:
         python = harness.build_venv(work)
 
@@ -117,8 +117,8 @@ def e2e() -> E2E:
         pub = harness.keygen(client_key, "diag-e2e client")
         user.authorize(pub, f'restrict,command="{wrapper}"')
 
-        ns = harness.Namespace(work).start()
-        journald = harness.Journald(ns, work / "journald.log").start()
+        journald = stack.enter_context(harness.private_journald(work))
+        ns = journald.ns
         sshd = harness.Sshd(ns, work, user.name, wrapper).start()
         env = E2E(
             work=work, python=python, policy=policy, wrapper=wrapper, ns=ns, journald=journald,
@@ -129,13 +129,11 @@ def e2e() -> E2E:
         )
         yield env
     finally:
-        for part in (sshd, journald):
-            if part is not None:
-                part.stop()
+        if sshd is not None:
+            sshd.stop()
+        stack.close()  # journald, then its namespace
         if user is not None:
             user.remove()
-        if ns is not None:
-            ns.stop()
         if os.environ.get("DIAG_E2E_KEEP"):
             print(f"\nkept e2e work dir {work}")
         else:

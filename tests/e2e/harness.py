@@ -31,6 +31,7 @@ fixtures can call them all in ``finally`` blocks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -273,6 +274,22 @@ class Journald(JournalReader):
     def sync(self) -> None:
         if self.running:
             self.run(["journalctl", "--sync"], timeout=15)
+
+
+@contextlib.contextmanager
+def private_journald(workdir: Path):
+    """A Namespace with a Journald in it, both stopped on the way out (the one journald
+    fixture: tests/root/conftest.py and the e2e session use it)."""
+    ns = journald = None
+    try:
+        ns = Namespace(workdir).start()
+        journald = Journald(ns, workdir / "journald.log").start()
+        yield journald
+    finally:
+        if journald is not None:
+            journald.stop()
+        if ns is not None:
+            ns.stop()
 
 
 # --------------------------------------------------------------------------- users

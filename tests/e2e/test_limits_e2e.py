@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.e2e
 
 
 def run_as_user(e2e, policy, command: str, timeout: float = 60):

@@ -20,7 +20,6 @@ import pytest
 
 from swapper import flipping
 
-pytestmark = pytest.mark.e2e
 
 SECRET = b"RACE-SECRET-93b1"
 RUNS = int(os.environ.get("DIAG_RACE_RUNS", "2000"))

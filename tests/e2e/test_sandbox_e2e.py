@@ -14,7 +14,6 @@ import shutil
 
 import pytest
 
-pytestmark = pytest.mark.e2e
 
 SECRET = "sandbox-secret-4f1c2a"
 

@@ -18,7 +18,6 @@ from diag_wrapper import audit
 from .conftest import DATA_TEXT, E2E, sshd_log
 from .harness import free_port
 
-pytestmark = pytest.mark.e2e
 
 DENIED = 77
 USAGE = 64

@@ -17,7 +17,6 @@ import pytest
 
 from . import harness
 
-pytestmark = pytest.mark.e2e
 
 SERVICE = "n8n.service"
 UNIT_SECRET = "unit-env-canary-" + secrets.token_hex(6)

@@ -11,16 +11,13 @@ namespace) and reports what it can see; the host's mounts are untouched.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.root
 
 PROBE = r"""
 import json, os, sys
@@ -52,8 +49,6 @@ print(json.dumps(out))
 
 
 def _probe(root: Path, patterns: list[str], cover: list[str] | str = "wall") -> dict:
-    if os.geteuid() != 0:
-        pytest.skip("root: a user namespace mapping uid 0 and tmpfs mounts in it")
     res = subprocess.run([sys.executable, "-c", PROBE, str(root), json.dumps(patterns),
                           cover if isinstance(cover, str) else json.dumps(cover)],
                          capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO)})

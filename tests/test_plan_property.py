@@ -17,7 +17,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import POLICY_DIR, write_stub_policy
+from conftest import write_stub_policy
 from diag_wrapper.model import ALLOW, DENY, HELP
 from diag_wrapper.plan import plan
 from diag_wrapper.policy import load

@@ -10,7 +10,7 @@ the wrapper are measured with the same Python. Reported, side by side:
 * start-up medians of fresh processes, each with its ratio to the floor
   ``python -I -c 'import structlog, systemd.journal'``; the wrapper runs the full
   ForceCommand path (``python -I -m diag_wrapper --policy P`` with SSH_ORIGINAL_COMMAND:
-  decide, one audit record to a real systemd-journald, exec);
+  plan, one audit record to a real systemd-journald, exec);
 * peak memory (ru_maxrss of the child) of the floor and of one wrapper run;
 * import cost of stock bashlex vs diag_wrapper._bashlex (shipped LALR tables), and
   what the wrapper's own start-up spends its import time on (-X importtime);
@@ -105,7 +105,7 @@ def bench_policy(tmp: str) -> str:
 # ------------------------------------------------------------------ sections
 
 
-def startup(runs: int, policy: str, journald: str) -> None:
+def startup(runs: int, policy: str, journald: str, baseline: str | None = None) -> None:
     argv, how = wrapper_argv(policy)
     env0 = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
     rows = [
@@ -116,6 +116,9 @@ def startup(runs: int, policy: str, journald: str) -> None:
     for cmd in ("true", "uptime", "cat /etc/shadow"):
         rows.append((f"wrapper SSH_ORIGINAL_COMMAND={cmd!r}", argv, {**env0, "SSH_ORIGINAL_COMMAND": cmd,
                                                                     "USER": "bench", "SSH_CONNECTION": "127.0.0.1 1 127.0.0.1 22"}))
+    if baseline:  # another tree's wrapper (its own venv), interleaved with this one: before/after
+        rows.append(("baseline wrapper SSH_ORIGINAL_COMMAND='true'", [baseline, "-I", "-m", "diag_wrapper",
+                     "--policy", policy], {**rows[3][2]}))
     print(f"\n## Start-up: median of {runs} fresh processes (interleaved); wrapper = {how}")
     print(f"   journald: {journald}")
     # Warm-up (page cache, .pyc files) and a check that each row does what it says.
@@ -144,6 +147,9 @@ def startup(runs: int, policy: str, journald: str) -> None:
     print(f"   budget: full path {full:.1f} ms vs 1.25 x floor = {1.25 * floor:.1f} ms -> {verdict}")
     if status[rows[3][0]][0] != 0:
         print("   NOTE: the 'true' run did not exit 0, so the full path was not measured as intended.")
+    if baseline:
+        base = median_ms(times[rows[-1][0]])
+        print(f"   this tree vs baseline ({baseline}): {full:.1f} ms vs {base:.1f} ms ({full / base:.3f}x)")
 
 
 def importtime_total(code: str) -> tuple[float, list[tuple[int, str]]]:
@@ -208,7 +214,7 @@ t = clock(); from diag_wrapper import cli; t_cli = clock() - t
 t = clock(); policy = cli.load({policy!r}); t_load = clock() - t
 t = clock(); d = cli.plan(b"true", policy); t_first = clock() - t
 t = clock(); d = cli.plan(b"true", policy); t_again = clock() - t
-t = clock(); from diag_wrapper import audit, execute; t_audit = clock() - t
+t = clock(); from diag_wrapper import audit, execute, run; t_audit = clock() - t
 print(t_cli, t_load, t_first, t_again, t_audit, d.decision)
 """
 
@@ -299,6 +305,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=30, help="fresh processes per start-up row")
     ap.add_argument("--seconds", type=float, default=2.0, help="time per in-process measurement")
     ap.add_argument("--batch", type=int, default=2000, help="commands in the `check` batch")
+    ap.add_argument("--baseline", help="python of a venv with another tree's diag_wrapper (before/after)")
     ap.add_argument("--inside-namespace", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -314,7 +321,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="diag-bench-") as tmp:
         policy = bench_policy(tmp)
         os.chmod(tmp, 0o755)
-        startup(args.runs, policy, journald)
+        startup(args.runs, policy, journald, args.baseline)
         imports(max(5, args.runs // 3))
         what_dominates(policy, max(5, args.runs // 3))
         in_process(policy, args.seconds, args.batch)

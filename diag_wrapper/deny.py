@@ -76,6 +76,7 @@ Decisions are pure functions of the inputs and the :class:`Host`.
 
 from __future__ import annotations
 
+import functools
 import glob as _glob
 import os
 import re
@@ -154,7 +155,7 @@ class RealHost:
         return self._cwd if self._cwd is not None else os.getcwd()
 
     def realpath(self, p: str) -> str:
-        return os.path.realpath(os.path.join(self.getcwd(), p))
+        return os.path.realpath(p if p.startswith("/") else os.path.join(self.getcwd(), p))
 
     def glob(self, pattern: str) -> list[str]:
         return sorted(_glob.glob(pattern, include_hidden=True))
@@ -185,23 +186,34 @@ class RealHost:
 
     def userns(self) -> str | None:
         """The kernel's switches for unprivileged user namespaces, read, not tried (a probe
-        costs a fork); only under a seccomp filter, which may refuse unshare, is it tried."""
-        switches = [("user/max_user_namespaces", "0")]
-        if os.geteuid() != 0:
-            switches += [("kernel/unprivileged_userns_clone", "0"), ("kernel/apparmor_restrict_unprivileged_userns", "1")]
-        for name, off in switches:
-            try:
-                with open(f"/proc/sys/{name}", encoding="ascii") as fh:
-                    if fh.read().strip() == off:
-                        return f"{name.replace('/', '.')} is {off}"
-            except (OSError, ValueError):
-                continue
+        costs a fork); only under a seccomp filter, which may refuse unshare, is it tried.
+        Read once per process (a RealHost is made per plan)."""
+        global _USERNS
+        if _USERNS is None:
+            _USERNS = (_userns(),)
+        return _USERNS[0]
+
+
+_USERNS: tuple[str | None] | None = None
+
+
+def _userns() -> str | None:
+    switches = [("user/max_user_namespaces", "0")]
+    if os.geteuid() != 0:
+        switches += [("kernel/unprivileged_userns_clone", "0"), ("kernel/apparmor_restrict_unprivileged_userns", "1")]
+    for name, off in switches:
         try:
-            with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
-                filtered = any(line.split() == ["Seccomp:", "2"] for line in fh)
+            with open(f"/proc/sys/{name}", "rb") as fh:
+                if fh.read().strip() == off.encode():
+                    return f"{name.replace('/', '.')} is {off}"
         except OSError:
-            filtered = False
-        return _probe_userns() if filtered else None
+            continue
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            filtered = any(line.split() == [b"Seccomp:", b"2"] for line in fh)
+    except OSError:
+        filtered = False
+    return _probe_userns() if filtered else None
 
 
 def _probe_userns() -> str | None:
@@ -235,7 +247,7 @@ def _writable_by_others(st: os.stat_result) -> bool:
 
 
 def _split(path: str) -> tuple[str, ...]:
-    return tuple(c for c in path.split("/") if c)
+    return tuple(filter(None, path.split("/")))
 
 
 def _compile_comp(comp: str) -> _Comp:
@@ -299,61 +311,75 @@ class DenyList:
             self._mounts = tuple(self._fs.mounts())
         except (OSError, ValueError):
             self._mounts = ()
-        patterns: dict[tuple[str, ...], _Pattern] = {}
-
-        def add(comps: tuple[str, ...], entry: DenyEntry, alias: str | None) -> None:
-            if comps not in patterns:
-                shown = entry.path if alias is None else f"{alias} (alias of {entry.path})"
-                patterns[comps] = _Pattern(tuple(_compile_comp(c) for c in comps), entry, shown)
-
         for entry in entries:
             validate_entry(entry.path)
-            add(_split(entry.path), entry, None)
+        self._entries = tuple(entries)
         self._ids: dict[tuple[int, int], DenyEntry] = {}
-        self._located: list[tuple[int, tuple[str, ...], DenyEntry]] = []  # (st_dev, place in fs, entry)
-        self._found: list[tuple[tuple[str, ...], int, DenyEntry]] = []  # (real path, st_dev, entry)
-        for entry in entries:
-            for comps in self._second_names(entry):
-                add(comps, entry, "/" + "/".join(comps))
-        self._patterns = tuple(patterns.values())
+        self._seen: list[tuple[int, tuple[str, ...], DenyEntry]] = []  # (st_dev, real path, entry)
+        self._link_reals: list[tuple[tuple[str, ...], DenyEntry]] = []  # real paths of '*' matches
+        for entry in self._entries:
+            self._scan(entry)
         self.identity = bool(self._ids)
+        self._found = [(real, dev, e) for dev, real, e in self._seen if not _no_second_names(real)]
         self._mount_devs: list[tuple["Mount", int]] | None = None
+        self._covers: dict[str, tuple[str, ...]] = {}
 
-    def _second_names(self, entry: DenyEntry) -> list[tuple[str, ...]]:
-        """Find where an entry exists: its aliases (returned), identities, places and real paths."""
+    def _scan(self, entry: DenyEntry) -> None:
+        """Where an entry exists now: each match's real path and (st_dev, st_ino)."""
         comps = _split(entry.path)
         if _no_second_names(comps):
-            return []
-        out: list[tuple[str, ...]] = []
-        k = next((i for i, c in enumerate(comps) if "*" in c), len(comps))
+            return
+        glob = "*" in entry.path
         try:
-            real = _split(self._fs.realpath("/" + "/".join(comps[:k])))
-        except (OSError, ValueError):
-            real = comps[:k]
-        if real != comps[:k] and not _in_proc(real):
-            out.append(real + comps[k:])
-        try:
-            matches = self._fs.glob(entry.path) if k < len(comps) else [entry.path]
+            matches = self._fs.glob(entry.path) if glob else [entry.path]
         except (OSError, ValueError):
             matches = []
         for match in matches:
             try:
-                mreal = _split(self._fs.realpath(match))
+                if not glob:
+                    self._fs.lstat(match)  # most entries name nothing on a given host: one syscall
+                real = _split(self._fs.realpath(match))
             except (OSError, ValueError):
                 continue
-            if k < len(comps) and mreal != _split(match) and not _in_proc(mreal):
-                out.append(mreal)  # a dangling link too: what it names may appear later
+            if glob and real != _split(match) and not _in_proc(real):
+                self._link_reals.append((real, entry))  # a dangling link too: what it names may appear
             try:
                 st = self._fs.stat(match)
             except (OSError, ValueError):
                 continue
-            if (st.st_dev, st.st_ino) in self._ids:
+            if (st.st_dev, st.st_ino) not in self._ids:
+                self._ids[(st.st_dev, st.st_ino)] = entry
+                self._seen.append((st.st_dev, real, entry))
+
+    # Compiled on first use: a command without path values (most) needs only the wall's covers.
+    @functools.cached_property
+    def _patterns(self) -> tuple[_Pattern, ...]:
+        """Each entry, then its aliases: the realpath of its longest '*'-free prefix plus the
+        rest of the pattern, and the real path of every '*' match that is elsewhere."""
+        names: dict[tuple[str, ...], tuple[DenyEntry, str | None]] = {}
+        for entry in self._entries:
+            names.setdefault(_split(entry.path), (entry, None))
+        for entry in self._entries:
+            comps = _split(entry.path)
+            if _no_second_names(comps):
                 continue
-            self._ids[(st.st_dev, st.st_ino)] = entry
-            self._located.append((st.st_dev, place_in_fs(self._mounts, mreal), entry))
-            if not _no_second_names(mreal):
-                self._found.append((mreal, st.st_dev, entry))
-        return out
+            k = next((i for i, c in enumerate(comps) if "*" in c), len(comps))
+            try:
+                real = _split(self._fs.realpath("/" + "/".join(comps[:k])))
+            except (OSError, ValueError):
+                continue
+            if real != comps[:k] and not _in_proc(real):
+                names.setdefault(real + comps[k:], (entry, "/" + "/".join(real + comps[k:])))
+        for real, entry in self._link_reals:
+            names.setdefault(real, (entry, "/" + "/".join(real)))
+        return tuple(_Pattern(tuple(_compile_comp(c) for c in comps), entry,
+                              entry.path if alias is None else f"{alias} (alias of {entry.path})")
+                     for comps, (entry, alias) in names.items())
+
+    @functools.cached_property
+    def _located(self) -> list[tuple[int, tuple[str, ...], DenyEntry]]:
+        """(st_dev, place in its file system, entry) of every existing entry."""
+        return [(dev, place_in_fs(self._mounts, real), e) for dev, real, e in self._seen]
 
     def _ident(self, p: str) -> tuple[int, int] | None:
         try:
@@ -369,6 +395,11 @@ class DenyList:
         it to this command, ``wall_except``) at its real path, and the other names the kernel
         shows it under through mounts (a bind of it or of a directory above it), outermost
         first: a path beneath one covered is not there any more once the cover is up."""
+        if command not in self._covers:
+            self._covers[command] = self._compute_covers(command)
+        return self._covers[command]
+
+    def _compute_covers(self, command: str) -> tuple[str, ...]:
         cover = self._outermost(real for real, _, e in self._found if command not in e.wall_except)
         located = [(dev, place_in_fs(self._mounts, real), real) for real, dev, e in self._found
                    if command not in e.wall_except and real in cover]

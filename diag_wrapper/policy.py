@@ -25,6 +25,7 @@ _MAX_INCLUDE_DEPTH = 4
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _COMMAND_NAME = re.compile(r"[a-z0-9][a-z0-9._+-]*")
 _SUBCOMMAND_WORD = re.compile(r"[a-z0-9][a-z0-9-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _OPTION_NAME = re.compile(r"-[A-Za-z0-9]|--?[A-Za-z0-9][A-Za-z0-9-]+")
 
 
@@ -45,7 +46,7 @@ def validate_entry(path: str) -> None:
     """Raise ValueError, saying what is wrong, unless ``path`` is a usable deny entry."""
     if not isinstance(path, str) or not path:
         raise ValueError("deny entry must be a non-empty string")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+    if _CONTROL.search(path):
         raise ValueError(f"deny entry {path!r} contains a control character or NUL")
     if not path.startswith("/"):
         raise ValueError(f"deny entry {path!r} must be an absolute path")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Mapping
 
-from . import audit, helptext, limits, sandbox
+from . import audit, limits, sandbox
 from .deny import for_policy
 from .execute import apply_limits, execute, open_fds
 from .model import ALLOW, HELP, Deny, InsecurePolicy, Plan, PolicyError, degraded, denied, refused
@@ -49,7 +49,9 @@ def force_command(raw: bytes, policy_path: str, environ: Mapping[str, str]) -> i
                    " minute and send fewer, narrower commands")
         if first:  # one record per window: a flood cannot rotate the journal away
             return _finish(p, policy, environ, session=session)
-        _err(helptext.denial(p, None))
+        from .helptext import denial
+
+        _err(denial(p, None))
         return EX_NOPERM
     return _finish(_effects(plan(raw, policy), policy), policy, environ, session=session)
 
@@ -107,12 +109,16 @@ def _finish(p: Plan, policy: Policy | None, environ: Mapping[str, str], deny_sta
              " (audit.unavailable)")
         return EX_NOPERM
     if p.decision == HELP:
+        from .helptext import render
+
         assert policy is not None
-        sys.stdout.write(helptext.render(policy, p.argv[1] if len(p.argv) > 1 else None))
+        sys.stdout.write(render(policy, p.argv[1] if len(p.argv) > 1 else None))
         sys.stdout.flush()
         return EX_OK
     if p.decision != ALLOW:
-        _err(helptext.denial(p, policy))
+        from .helptext import denial
+
+        _err(denial(p, policy))
         return deny_status
     sys.stdout.flush()
     execute(p)  # does not return

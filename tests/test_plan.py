@@ -103,3 +103,93 @@ def test_decide_never_raises_on_a_broken_policy_object(web02):
 
     d = plan(b"cat /etc/hostname", Broken())  # type: ignore[arg-type]
     assert (d.decision, d.code) == (DENY, "internal.error")
+
+
+# --------------------------------------------------------------------------- the host view: wall and stable names
+
+import os  # noqa: E402
+import stat as _stat  # noqa: E402
+
+from diag_wrapper.deny import DenyList, RealHost  # noqa: E402
+
+
+class Host(RealHost):
+    """This host, but ``loose`` looks owned by another user and user namespaces may be off."""
+
+    def __init__(self, loose: str, userns: str | None = None) -> None:
+        super().__init__()
+        self.loose, self._userns = loose, userns
+
+    def lstat(self, p: str) -> os.stat_result:
+        st = super().lstat(p)
+        if p == self.loose:
+            fields = list(st)
+            fields[_stat.ST_UID] = 65534
+            return os.stat_result(fields)
+        return st
+
+    def userns(self) -> str | None:
+        return self._userns
+
+
+def _mode(policy, mode):
+    return policy._replace(settings=policy.settings._replace(sandbox=mode))
+
+
+@pytest.fixture
+def loose(tmp_path):
+    d = tmp_path / "loose"
+    d.mkdir()
+    (d / "f").write_text("x")
+    return d
+
+
+@pytest.mark.parametrize("mode,userns,ls,cat", [
+    ("off", None, "path.unstable", "allow"),
+    ("auto", None, "allow", "allow"),  # the wall will stand between the check and the lookup
+    ("auto", "user.max_user_namespaces is 0", "path.unstable", "allow"),
+    ("required", None, "allow", "allow"),
+    ("required", "user.max_user_namespaces is 0", "sandbox.unavailable", "sandbox.unavailable"),
+])
+def test_the_plan_decides_the_stable_name_rule_for_the_wall_it_will_have(web02, loose, mode, userns, ls, cat):
+    host = Host(str(loose), userns)
+    got = plan(f"ls -l {loose}/f".encode(), _mode(web02, mode), host)
+    assert got.code == ls, got.reason
+    got = plan(f"cat {loose}/f".encode(), _mode(web02, mode), host)  # a descriptor: no name to swap
+    assert got.code == cat, got.reason
+
+
+def test_an_allow_with_the_wall_planned_carries_the_verdict_for_when_it_fails(web02, loose):
+    p = plan(f"ls -l {loose}/f".encode(), _mode(web02, "auto"), Host(str(loose)))
+    assert p.allowed and p.layers[-1] == "sandbox" and "could be swapped" in p.unstable
+    p = plan(f"ls -l {loose.parent}".encode(), _mode(web02, "auto"), Host(str(loose)))
+    assert p.allowed and p.unstable is None
+
+
+def test_without_the_wall_the_layers_say_so(web02, loose):
+    p = plan(f"ls -l {loose.parent}".encode(), _mode(web02, "auto"), Host(str(loose), "kernel.x is 0"))
+    assert p.layers[-2:] == ("sandbox-unavailable", "stable-names") and "kernel.x is 0" in p.reason
+    assert p.wall == ()
+    p = plan(b"uptime", _mode(web02, "off"), Host(str(loose)))
+    assert p.layers == ("allowlist",) and p.wall == ()
+
+
+def test_the_wall_covers_what_the_deny_list_compiled_for_this_command(web02, tmp_path):
+    host = RealHost()
+    dl = DenyList(web02.deny, host, web02.settings.kernel_readable)
+    for command in ("uptime", "journalctl -n 1", "cat /etc/hostname"):
+        p = plan(command.encode(), web02, host)
+        assert "sandbox" in p.layers and p.wall == dl.covers(command.split()[0])
+
+
+@pytest.mark.parametrize("command,passed", [
+    ("cat /etc/hostname /etc/hosts", (1, 2)),
+    ("head -n 3 /etc/hostname", (3,)),
+    ("grep hostname /etc/hostname", (2,)),
+    ("grep -r x /etc/nginx", ()),  # a tree: the name is handed over
+    ("ls /etc/hostname", ()),  # not a reader of content
+])
+def test_the_fd_plan_names_exec_argv_indices(web02, command, passed):
+    p = plan(command.encode(), web02)
+    assert p.pass_fds == passed and ("fd-passing" in p.layers) == bool(passed)
+    assert all(p.exec_argv[i] == c.value for c in p.paths for i in [c.index] if i in passed)

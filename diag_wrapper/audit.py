@@ -46,9 +46,10 @@ MESSAGE_IDS = {
     "allow": "f771b2272ae84b1ca620140181693431",
     "deny": "a4457dbfc2f2434890babce22769dc51",
     "help": "fbde7b8f0ffa44c2ba557ea73e68429d",
+    "end": "5437be3f58be4400a108a64ff8b6f69b",  # the closing record of an executed command
 }
 # syslog priorities: 6 = info, 4 = warning.
-PRIORITIES = {"allow": 6, "help": 6, "deny": 4}
+PRIORITIES = {"allow": 6, "help": 6, "deny": 4, "end": 6}
 
 # The SSH_USER_AUTH file is small (one line per authentication method).
 _MAX_AUTH_INFO = 64 * 1024
@@ -214,8 +215,9 @@ def _read_auth_info(path: str) -> dict[str, str]:
 
 
 def session(environ: Mapping[str, str]) -> dict[str, str]:
-    """Who is asking and from where: the fields ``add_session`` adds (read once per run)."""
-    out = {"user": _user_name(environ)}
+    """Who is asking and from where: the fields ``add_session`` adds (read once per run), and
+    the invocation id the start and the closing record share."""
+    out = {"user": _user_name(environ), "invocation": os.urandom(16).hex()}
     for var, key in (("SSH_CONNECTION", "ssh_connection"), ("SSH_CLIENT", "ssh_client")):
         if environ.get(var):
             out[key] = environ[var][:128]
@@ -278,7 +280,13 @@ def render_message(logger: Any, method: str, event: dict[str, Any]) -> dict[str,
     client = event.get("ssh_client", "").split(" ")[0]
     if client:
         who += f" from {client}"
-    if event["decision"] == "allow":
+    if event["decision"] == "end":
+        how = (f"exited {event['exit_code']}" if event.get("exit_code") is not None
+               else f"killed by signal {event['signal']}")
+        stops = [w for w in ("cut", "timed_out", "disconnected") if event.get(w) == "1"]
+        text = (f"end: {who} '{command}' {how} after {event['duration_ms']} ms, {event['bytes_out']} bytes out"
+                + (f" ({', '.join(w.replace('_', ' ') for w in stops)})" if stops else ""))
+    elif event["decision"] == "allow":
         text = f"allow: {who} ran '{command}' (rule {event['rule']})"
     elif event["decision"] == "help":
         text = f"help: {who} asked for help"
@@ -317,7 +325,26 @@ def to_journal_fields(logger: Any, method: str, event: dict[str, Any]) -> dict[s
     return fields
 
 
+def add_outcome(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """How an executed command ended (supervise.Outcome), for the closing record."""
+    p, o = event.pop("plan"), event.pop("outcome")
+    event["decision"] = "end"
+    event["command"] = bytes(p.command)[:MAX_COMMAND]
+    event["rule"] = p.rule
+    event["exit_status"] = o.status
+    event["exit_code"] = o.exit_code
+    event["signal"] = o.signal
+    event["duration_ms"] = o.duration_ms
+    event["bytes_out"] = o.bytes_out
+    for flag in ("cut", "timed_out", "disconnected"):
+        event[flag] = "1" if getattr(o, flag) else "0"
+    event["redactions"] = 0
+    event["tree"] = o.tree
+    return event
+
+
 PROCESSORS = (add_session, add_decision, render_message, escape_message, to_journal_fields)
+END_PROCESSORS = (add_session, add_outcome, render_message, escape_message, to_journal_fields)
 
 
 # --------------------------------------------------------------------------- sink
@@ -346,23 +373,36 @@ def _check_socket() -> None:
         raise OSError(f"{JOURNAL_SOCKET} is not a socket")
 
 
+def _log(processors: tuple, environ: Mapping[str, str], known: dict[str, str] | None) -> tuple[Any, JournalSink]:
+    import structlog
+    from systemd import journal
+
+    _check_socket()
+    sink = JournalSink(journal.send)
+    log = structlog.wrap_logger(sink, processors=list(processors), wrapper_class=structlog.BoundLogger,
+                                context_class=dict, cache_logger_on_first_use=False)
+    return log.bind(environ=dict(environ), session=known), sink
+
+
+def record_end(plan: Plan, outcome: Any, environ: Mapping[str, str], known: dict[str, str] | None = None) -> bool:
+    """The closing record of an executed command, linked to its start by DIAG_INVOCATION.
+
+    Never raises: the command has run, its output is the agent's; a failure here is only
+    reported (False), the start record was the fail-closed one."""
+    try:
+        log, sink = _log(END_PROCESSORS, environ, known)
+        log.info("end", plan=plan, outcome=outcome)
+        return sink.written == 1
+    except Exception:
+        return False
+
+
 def record(decision: Plan, environ: Mapping[str, str], known: dict[str, str] | None = None) -> None:
     """Write exactly one journal record for *decision*, or raise Deny(audit.unavailable).
 
     ``known``: the :func:`session` fields, when the caller has read them already."""
     try:
-        import structlog
-        from systemd import journal
-
-        _check_socket()
-        sink = JournalSink(journal.send)
-        log = structlog.wrap_logger(
-            sink,
-            processors=list(PROCESSORS),
-            wrapper_class=structlog.BoundLogger,
-            context_class=dict,
-            cache_logger_on_first_use=False,
-        ).bind(environ=dict(environ), session=known)
+        log, sink = _log(PROCESSORS, environ, known)
         getattr(log, "warning" if decision.decision == "deny" else "info")(
             "decision", decision=decision
         )

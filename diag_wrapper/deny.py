@@ -198,7 +198,7 @@ _USERNS: tuple[str | None] | None = None
 
 
 def _userns() -> str | None:
-    switches = [("user/max_user_namespaces", "0")]
+    switches = [("user/max_user_namespaces", "0"), ("user/max_mnt_namespaces", "0")]
     if os.geteuid() != 0:
         switches += [("kernel/unprivileged_userns_clone", "0"), ("kernel/apparmor_restrict_unprivileged_userns", "1")]
     for name, off in switches:
@@ -347,9 +347,10 @@ class DenyList:
                 st = self._fs.stat(match)
             except (OSError, ValueError):
                 continue
-            if (st.st_dev, st.st_ino) not in self._ids:
-                self._ids[(st.st_dev, st.st_ino)] = entry
-                self._seen.append((st.st_dev, real, entry))
+            # every name counts for the wall (a hard link of an entry is an entry too, and so is
+            # a second entry naming the same file without its wall_except); one identity each
+            self._ids.setdefault((st.st_dev, st.st_ino), entry)
+            self._seen.append((st.st_dev, real, entry))
 
     # Compiled on first use: a command without path values (most) needs only the wall's covers.
     @functools.cached_property
@@ -405,8 +406,16 @@ class DenyList:
                    if command not in e.wall_except and real in cover]
         if self._mount_devs is None:
             self._mount_devs = [(m, d) for m in self._mounts if (d := self._dev(m.point)) is not None]
-        exposed = [m.point + place[len(m.root):] for m, dev in self._mount_devs for edev, place, real in located
-                   if edev == dev and place[: len(m.root)] == m.root and m.point + place[len(m.root):] != real]
+        exposed = []
+        for m, dev in self._mount_devs:
+            for edev, place, real in located:
+                if edev != dev:
+                    continue
+                if place[: len(m.root)] == m.root:  # a bind of the entry or of a directory above it
+                    if m.point + place[len(m.root):] != real:
+                        exposed.append(m.point + place[len(m.root):])
+                elif m.root[: len(place)] == place:  # a bind of something inside the entry
+                    exposed.append(m.point)
         return tuple("/" + "/".join(c) for c in self._outermost([*cover, *exposed]))
 
     def _dev(self, comps: tuple[str, ...]) -> int | None:

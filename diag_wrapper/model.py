@@ -91,7 +91,8 @@ class Plan(NamedTuple):
     exec_argv: tuple[str, ...] = ()  # what is handed to execve (forced and default args included)
     executable: str | None = None  # absolute path from the policy's search path
     env: Mapping[str, str] = MappingProxyType({})
-    timeout: int | None = None  # wall-clock seconds
+    timeout: int | None = None  # wall-clock seconds, for the whole tree the command starts
+    max_output: int = 8 << 20  # bytes that may reach the client (stdout and stderr together)
     paths: tuple[PathCheck, ...] = ()
     layers: tuple[str, ...] = ()  # the protections that apply (README: "Layers")
     rlimits: tuple[tuple[str, int], ...] = ()  # (RLIMIT_* name, soft = hard)

@@ -87,7 +87,7 @@ def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | Non
     return Plan(
         ALLOW, "allow", reason, raw, rule=m.rule, argv=argv, exec_argv=(*head, *argv[1:]),
         executable=executable, env={"PATH": ":".join(s.search_path), **BASE_ENV, **cmd.env},
-        timeout=timeout, paths=checks, layers=tuple(layers),
+        timeout=timeout, max_output=cmd.max_output_bytes or s.max_output_bytes, paths=checks, layers=tuple(layers),
         rlimits=rlimits(policy, cmd.memory_mb, timeout), pass_fds=pass_fds, wall=wall, unstable=unstable,
     )
 

@@ -116,6 +116,7 @@ class Command(NamedTuple):
     index: Mapping[str, Option] = MappingProxyType({})  # every option name it knows
     reads: str = "names"  # "content": its path values must be regular files or directories
     memory_mb: int | None = None  # RLIMIT_DATA, overrides settings.memory_mb
+    max_output_bytes: int | None = None  # overrides settings.max_output_bytes
 
 
 class Example(NamedTuple):
@@ -132,6 +133,7 @@ class Settings(NamedTuple):
     persist_roots: tuple[str, ...] = ()
     kernel_readable: tuple[str, ...] = ()  # files under /proc and /sys content readers may read
     memory_mb: int = 512  # RLIMIT_DATA of every command (heap and private mappings, not file maps)
+    max_output_bytes: int = 8 << 20  # what reaches the client (stdout + stderr) before the cut
     max_tasks: int = 64  # RLIMIT_NPROC: processes of the diag user at once
     max_concurrent: int = 4  # commands running at once on this host (slots in state_dir)
     rate_per_minute: int = 120  # decisions per login key per minute before limit.rate
@@ -345,7 +347,8 @@ def _command(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
     where = f"commands.{name}"
     if not _COMMAND_NAME.fullmatch(name):
         raise _fail(where, "a command is named by its bare program name (no '/')")
-    extra = {"subcommands", "forced_args", "env", "timeout", "option_style", "short_clusters", "reads", "memory_mb"}
+    extra = {"subcommands", "forced_args", "env", "timeout", "option_style", "short_clusters", "reads", "memory_mb",
+             "max_output_bytes"}
     form = _form(where, table, named, extra)
     subs: dict[tuple[str, ...], Form] = {}
     raw_subs = table.get("subcommands", {})
@@ -406,6 +409,8 @@ def _command(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
         index=MappingProxyType(index),
         reads=reads,
         memory_mb=memory,
+        max_output_bytes=None if table.get("max_output_bytes") is None else
+        _int(f"{where}.max_output_bytes", table["max_output_bytes"], 4096, 1 << 30),
     )
 
 
@@ -527,6 +532,8 @@ def _settings(src: str, s: dict[str, Any]) -> Settings:
         persist_roots=roots,
         kernel_readable=kernel,
         memory_mb=_int(f"{src}: settings.memory_mb", s.get("memory_mb", d.memory_mb), 16, 65536),
+        max_output_bytes=_int(f"{src}: settings.max_output_bytes", s.get("max_output_bytes", d.max_output_bytes),
+                              4096, 1 << 30),
         max_tasks=_int(f"{src}: settings.max_tasks", s.get("max_tasks", d.max_tasks), 1, 4096),
         max_concurrent=_int(f"{src}: settings.max_concurrent", s.get("max_concurrent", d.max_concurrent), 1, 256),
         rate_per_minute=_int(f"{src}: settings.rate_per_minute", s.get("rate_per_minute", d.rate_per_minute), 1, 100000),

@@ -2,19 +2,20 @@
 
 Read SSH_ORIGINAL_COMMAND -> load the policy (root's files only) -> the session -> the rate
 count -> ``plan()`` -> a slot -> rlimits -> open the passed files -> the kernel wall -> the
-journal record -> exec. Every step after ``plan()`` is an effect that may only turn an allow
+start record -> the command, as a child of the supervisor (supervise.py) -> the closing record. Every step after ``plan()`` is an effect that may only turn an allow
 into a reported deny (``model.refused``), or record that the planned wall did not come up
 under ``sandbox = "auto"`` (``model.degraded``); nothing runs unless the record was written.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Mapping
 
-from . import audit, limits, sandbox
+from . import audit, limits, sandbox, supervise
 from .deny import for_policy
-from .execute import apply_limits, execute, open_fds
+from .execute import apply_limits, open_fds
 from .model import ALLOW, HELP, Deny, InsecurePolicy, Plan, PolicyError, degraded, denied, refused
 from .plan import plan
 from .policy import Policy, load
@@ -68,7 +69,11 @@ def _effects(p: Plan, policy: Policy) -> Plan:
     try:
         # The slot before the wall: state_dir is itself a deny entry the wall covers.
         p = p._replace(fds=(*p.fds, limits.take_slot(policy.settings.state_dir, policy.settings.max_concurrent)))
-        apply_limits(p)  # before the wall (see apply_limits); nothing after this writes a file
+        try:
+            apply_limits(p)  # before the wall (see apply_limits); nothing after this writes a file
+        except (ValueError, OSError) as exc:  # a hard limit below the policy's, set by whoever started us
+            raise Deny("limit.unavailable", f"the command's resource limits cannot be set ({exc}); nothing"
+                       " was executed") from None
         p = open_fds(p, for_policy(policy))
     except Deny as exc:
         return refused(p, exc.code, exc.message, exc.rule)
@@ -121,9 +126,23 @@ def _finish(p: Plan, policy: Policy | None, environ: Mapping[str, str], deny_sta
         _err(denial(p, policy))
         return deny_status
     sys.stdout.flush()
-    execute(p)  # does not return
+    pidns = "sandbox" in p.layers and supervise.pid_namespace()
+    outcome = supervise.run(p, p.max_output, pidns)
+    line = supervise.message(outcome, p.max_output, p.timeout)
+    if line and not outcome.disconnected:
+        _err(line.removeprefix("diag-wrapper: "))
+    audit.record_end(p, outcome, environ, session)  # best effort: the command has run
+    if outcome.disconnected:  # as a shell's command whose reader went away
+        import signal
+
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
+    return outcome.status
 
 
 def _err(msg: str) -> None:
-    sys.stderr.write(f"diag-wrapper: {msg}\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(f"diag-wrapper: {msg}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass

@@ -109,8 +109,8 @@ def test_deny_and_help_fields():
 
 def test_message_ids_are_fixed_128_bit_hex_and_distinct():
     ids = audit.MESSAGE_IDS
-    assert set(ids) == {"allow", "deny", "help"}
-    assert len(set(ids.values())) == 3
+    assert set(ids) == {"allow", "deny", "help", "end"}
+    assert len(set(ids.values())) == 4
     for v in ids.values():
         assert len(v) == 32 and int(v, 16) >= 0
 

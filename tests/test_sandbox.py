@@ -91,3 +91,30 @@ def test_a_wall_that_could_not_be_taken_down_refuses_in_every_mode(web02, monkey
         policy = web02._replace(settings=web02.settings._replace(sandbox=mode))
         d = run._wall(plan(b"uptime", policy), mode)
         assert (d.decision, d.code) == ("deny", "sandbox.partial") and "nothing was executed" in d.reason
+
+
+def test_every_name_of_an_entry_is_covered_hard_links_and_shared_files_too(tmp_path):
+    # two entries that are one file (a hard link) are two names the command could open
+    (tmp_path / "a").write_text("k")
+    os.link(tmp_path / "a", tmp_path / "b")
+    assert set(_covers([str(tmp_path / "a"), str(tmp_path / "b")])) == {str(tmp_path / "a"), str(tmp_path / "b")}
+    # an entry left to journalctl (wall_except) and another naming the same place without it
+    (tmp_path / "journal").mkdir()
+    (tmp_path / "other").symlink_to(tmp_path / "journal")
+    dl = DenyList([DenyEntry(str(tmp_path / "journal"), "j", ("journalctl",)),
+                   DenyEntry(str(tmp_path / "other"), "o")], RealHost())
+    assert dl.covers("journalctl") == (str(tmp_path / "journal"),)
+
+
+def test_a_bind_of_something_inside_an_entry_is_covered_at_its_mount_point(tmp_path):
+    secret = tmp_path / "lib" / "private"
+    (secret / "n8n").mkdir(parents=True)
+    (tmp_path / "srv").mkdir()
+    comps = lambda p: tuple(c for c in str(p).split("/") if c)  # noqa: E731
+    mounts = [Mount(root=(), point=()), Mount(root=comps(secret / "n8n"), point=comps(tmp_path / "srv"))]
+
+    class Binds(RealHost):
+        def mounts(self):
+            return mounts
+
+    assert set(_covers([str(secret)], Binds())) == {str(secret), str(tmp_path / "srv")}

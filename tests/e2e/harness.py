@@ -224,14 +224,18 @@ class JournalReader:
         return json.loads(lines[-1])["__CURSOR"] if lines else None
 
     def records_since(self, cursor: str | None, expect: int = 1, timeout: float = 5.0,
-                      identifier: str = "diag-wrapper") -> list[dict]:
-        """diag-wrapper records after *cursor*; waits (up to *timeout*) for *expect* of them."""
+                      identifier: str = "diag-wrapper", ends: bool = False) -> list[dict]:
+        """diag-wrapper records after *cursor*; waits (up to *timeout*) for *expect* of them.
+
+        The decision records only, unless ``ends``: then the closing records of executed
+        commands (``DIAG_DECISION=end``) too."""
         deadline = time.monotonic() + timeout
         while True:
             self.sync()
             # No journal match together with --after-cursor: journalctl 252 skips
             # "cursor + 1" entries *of the filtered view*, losing the first match.
-            recs = [e for e in self.entries(after=cursor) if e.get("SYSLOG_IDENTIFIER") == identifier]
+            recs = [e for e in self.entries(after=cursor) if e.get("SYSLOG_IDENTIFIER") == identifier
+                    and (ends or e.get("DIAG_DECISION") != "end")]
             if len(recs) >= expect or time.monotonic() > deadline:
                 return recs
             time.sleep(0.05)

@@ -91,7 +91,7 @@ def test_allowed_command_is_audited_before_it_runs(fc):
     cursor = fc.journald.cursor()
     assert fc.run("uptime").returncode == 7
     rec = fc.journald.records_since(cursor, expect=1)
-    assert [r["DIAG_DECISION"] for r in rec] == ["allow"]
+    assert [r["DIAG_DECISION"] for r in rec] == ["allow"]  # the closing record: test_supervise.py
     assert rec[0]["DIAG_EXECUTABLE"] == str(fc.bin / "uptime")
     assert rec[0]["DIAG_LAYERS"] == "allowlist,sandbox"  # the kernel wall went up before the exec
 
@@ -141,11 +141,12 @@ def test_a_broken_policy_denies_everything(fc, tmp_path):
     assert proc.returncode == 77 and b"cannot read the policy" in proc.stderr
 
 
-def test_time_limit_survives_exec(fc):
+def test_the_time_limit_stops_the_command_and_says_so(fc):
     start = time.monotonic()
     proc = fc.run("sleep 30")
-    assert proc.returncode == -signal.SIGALRM or proc.returncode == 128 + signal.SIGALRM
+    assert proc.returncode == 124, proc.stderr  # as timeout(1)
     assert time.monotonic() - start < 10
+    assert b"time limit of 1 s reached" in proc.stderr
 
 
 def test_sigpipe_is_restored_for_the_command(fc):
@@ -220,3 +221,14 @@ def test_a_policy_someone_besides_root_could_write_denies_everything(fc, tmp_pat
     assert rec["DIAG_CODE"] == "policy.insecure"
     loose.chmod(0o644)
     assert fc.run("uptime", policy=loose).returncode == 7  # fixed: it runs
+
+
+def test_limits_that_cannot_be_set_are_a_recorded_refusal(fc):
+    # a hard limit below the policy's, inherited from whoever started the wrapper
+    cursor = fc.journald.cursor()
+    argv = ["prlimit", "--cpu=5:5", "--", "env", "-i", "SSH_ORIGINAL_COMMAND=uptime", str(fc.python), "-I",
+            "-m", "diag_wrapper", "--policy", str(fc.policy)]
+    fc.last = proc = fc.ns.run(argv, timeout=30, cwd=str(fc.root))
+    assert proc.returncode == 77 and b"limit.unavailable" in proc.stderr and fc.recorded() is None
+    (rec,) = fc.journald.records_since(cursor, expect=1, ends=True)
+    assert rec["DIAG_DECISION"] == "deny" and rec["DIAG_CODE"] == "limit.unavailable"

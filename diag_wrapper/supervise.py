@@ -1,0 +1,395 @@
+"""The supervisor: run the planned command as a child and stay its parent, as sudo does.
+
+The child gets its own process group, ``PR_SET_PDEATHSIG`` SIGKILL (if the supervisor is
+killed, so is the command), standard input ``/dev/null``, its standard output and error as
+pipes to the supervisor, default signal dispositions, only the descriptors the plan passes
+(closefrom) and the plan's environment. Inside the kernel wall it is also PID 1 of a new PID
+namespace: when it dies, the kernel kills every process it started, whatever they did to get
+away (``setsid``, a double fork). Without the wall the supervisor is a child subreaper:
+orphaned descendants become its children, and before it exits it kills the process group
+and every child it has left, until none is left.
+
+The supervisor copies both streams to its own, counting the bytes (``splice``: the data
+never passes through Python), and stops the whole tree
+
+* at ``max_output_bytes`` (what reaches the client, both streams): the output ends at the
+  last complete UTF-8 character before the cap, one line on stderr says it was cut, exit 141;
+* at the time limit: SIGTERM to the process group, SIGKILL after :data:`GRACE` seconds,
+  one line on stderr, exit 124 (as ``timeout(1)``);
+* when the client goes away (EPIPE, or an error or hang-up on standard output or error,
+  SIGHUP): SIGKILL at once, and the supervisor dies of SIGPIPE as a shell's command would.
+
+Otherwise the exit status is the command's, and a death by signal N is 128 + N, as a shell
+reports it. The :class:`Outcome` goes into the closing journal record (audit.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import select
+import signal
+import time
+from typing import NamedTuple
+
+from .model import Plan
+
+GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+EXIT_TIMEOUT = 124
+EXIT_CUT = 141
+CLONE_NEWPID = 0x20000000
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+_CHUNK = 1 << 16
+_RESET = ("SIGPIPE", "SIGXFSZ", "SIGALRM", "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGCHLD")
+
+
+class Outcome(NamedTuple):
+    status: int  # the wrapper's exit status
+    exit_code: int | None  # the command's own, when it exited
+    signal: int | None  # the signal that ended it, when one did
+    duration_ms: int
+    bytes_out: int
+    cut: bool = False
+    timed_out: bool = False
+    disconnected: bool = False
+    tree: str = "pgroup"  # "pidns": the command was PID 1 of its own PID namespace
+
+
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    libc.unshare.argtypes = [ctypes.c_int]
+    return libc
+
+
+def pid_namespace() -> bool:
+    """Have the next child be PID 1 of a new PID namespace (possible inside the wall's user
+    namespace, where the supervisor holds CAP_SYS_ADMIN until it execs nothing)."""
+    return _libc().unshare(CLONE_NEWPID) == 0
+
+
+def _child(p: Plan, out_w: int, err_w: int, life_r: int, status_w: int, pidns: bool, libc: ctypes.CDLL) -> None:
+    """In the forked child: never returns. In a PID namespace it is PID 1 and runs the command
+    as its own child (an init the kernel would ignore default-action signals for, so the
+    command keeps a shell's signal semantics), reaps whatever is left to it, and reports the
+    command's wait status on ``status_w``; otherwise it becomes the command."""
+    try:
+        signal.set_wakeup_fd(-1)  # the supervisor's: a signal to this process is not one to it
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        alive = select.poll()
+        alive.register(life_r, select.POLLIN)
+        if alive.poll(0):  # the supervisor died before the prctl took: nobody to run for
+            os._exit(127)
+        os.setpgid(0, 0)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        if pidns:
+            _init(p, out_w, err_w, status_w, null)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        _exec(p)
+    except BaseException:
+        pass
+    os._exit(127)
+
+
+def _exec(p: Plan) -> None:
+    for name in _RESET:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    from .execute import close_others
+
+    close_others(p.fds)
+    os.execve(p.executable, list(p.exec_argv), dict(p.env))
+
+
+def _init(p: Plan, out_w: int, err_w: int, status_w: int, null: int) -> None:
+    """PID 1 of the command's PID namespace; exits when the command does (the kernel then
+    kills everything else in the namespace)."""
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        _exec(p)
+        os._exit(127)
+    for fd in (1, 2):
+        os.dup2(null, fd)  # the client's channels are the command's, not init's
+    from .execute import close_others
+
+    close_others((status_w,))  # nothing of the supervisor's, nor the command's files
+
+    def relay(sig: int, _frame: object) -> None:  # the supervisor's SIGTERM at the time limit
+        try:
+            os.kill(pid, sig)  # the rest of the group got it from the supervisor already
+        except OSError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, relay)
+    while True:
+        try:
+            done, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+        if done == pid:
+            os.write(status_w, status.to_bytes(4, "little"))
+            os._exit(0)
+
+
+class _Stream:
+    """One of the child's streams, copied to one of ours."""
+
+    def __init__(self, src: int, dst: int) -> None:
+        self.src, self.dst = src, dst
+        self.open = True
+        self.splice = True
+        self.tail = b""  # the last bytes written, when they were read (not spliced)
+        self.capped = False  # the cap was reached on this stream
+
+
+def run(p: Plan, max_output: int, pidns: bool = False) -> Outcome:
+    """Start the command, copy its output, stop it at its limits; return how it ended."""
+    libc = _libc()
+    if not pidns:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    life_r, life_w = os.pipe2(os.O_CLOEXEC)
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    for sig in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        _child(p, out_w, err_w, life_r, status_w, pidns, libc)
+    for fd in (out_w, err_w, life_r, status_w):
+        os.close(fd)
+    for fd in (out_r, err_r, 1, 2):
+        os.set_blocking(fd, False)
+    streams = [_Stream(out_r, 1), _Stream(err_r, 2)]
+    deadline = start + (p.timeout or 60)
+    bytes_out = 0
+    cut = timed_out = disconnected = False
+    status: int | None = None
+    kill_at: float | None = None
+    poller = select.poll()
+    poller.register(wake_r, select.POLLIN)
+    for s in streams:
+        poller.register(s.src, select.POLLIN)
+    for fd in (1, 2):  # the client's end: an error or hang-up there means it went away
+        poller.register(fd, 0)
+    while True:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = st
+            break
+        now = time.monotonic()
+        if not timed_out and now >= deadline:
+            timed_out = True
+            _kill_tree(pid, signal.SIGTERM)
+            kill_at = now + GRACE
+        if kill_at is not None and now >= kill_at:
+            _kill_tree(pid, signal.SIGKILL)
+            kill_at = now + 1.0
+        until = kill_at if timed_out else deadline
+        try:
+            events = poller.poll(max(1, int((until - now) * 1000) + 1))
+        except InterruptedError:
+            events = []
+        for fd, ev in events:
+            if fd == wake_r:
+                try:
+                    woke = os.read(wake_r, 64)
+                except BlockingIOError:
+                    woke = b""
+                if any(sig in woke for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)):
+                    disconnected = True
+            elif fd in (1, 2) and ev & (select.POLLERR | select.POLLHUP):
+                disconnected = True
+            elif ev and not disconnected and not cut:
+                s = streams[0] if fd == out_r else streams[1]
+                try:
+                    bytes_out += _copy(s, max_output - bytes_out, deadline + GRACE)
+                except BrokenPipeError:
+                    disconnected = True
+                except _Stalled:
+                    timed_out = True
+                if not s.open:
+                    poller.unregister(fd)
+                if bytes_out >= max_output or s.capped:
+                    cut = True
+        if cut or disconnected or (timed_out and time.monotonic() >= deadline + GRACE):
+            _kill_tree(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            break
+    if not cut and not disconnected:  # what it wrote before it ended (nothing waits for more)
+        try:
+            for s in streams:
+                bytes_out += _copy(s, max_output - bytes_out, time.monotonic() + GRACE)
+            cut = any(s.capped for s in streams) or (bytes_out >= max_output and _pending(streams))
+        except BrokenPipeError:
+            disconnected = True
+        except _Stalled:
+            pass
+    _reap_all(pid)
+    if pidns:  # the status is the command's, as init saw it; none: init was killed, and so was it
+        reported = os.read(status_r, 4)
+        status = int.from_bytes(reported, "little") if len(reported) == 4 else signal.SIGKILL
+    signal.set_wakeup_fd(-1)
+    for fd in (out_r, err_r, wake_r, wake_w, life_w, status_r):
+        os.close(fd)
+    for fd in (1, 2):
+        os.set_blocking(fd, True)
+    duration = int((time.monotonic() - start) * 1000)
+    code = os.waitstatus_to_exitcode(status)
+    exit_code, sig = (code, None) if code >= 0 else (None, -code)
+    final = EXIT_CUT if cut else EXIT_TIMEOUT if timed_out else (code if code >= 0 else 128 - code)
+    return Outcome(final, exit_code, sig, duration, bytes_out, cut, timed_out, disconnected,
+                   "pidns" if pidns else "pgroup")
+
+
+def _pending(streams: list[_Stream]) -> bool:
+    poller = select.poll()
+    for s in streams:
+        if s.open:
+            poller.register(s.src, select.POLLIN)
+    return any(ev & select.POLLIN for _, ev in poller.poll(0))
+
+
+class _Stalled(Exception):
+    """The client has not read its output by the hard end of the time limit."""
+
+
+def _copy(s: _Stream, room: int, until: float) -> int:
+    """Move what is there now from the child's pipe to ours (at most ``room`` bytes).
+
+    Returns the bytes moved; closes the stream at EOF. Near the cap the bytes are read
+    instead of spliced, so the output can end on a whole UTF-8 character. A client that
+    does not read holds the copy up until ``until`` at most (then _Stalled)."""
+    moved = 0
+    while s.open and room - moved > 0:
+        want = min(_CHUNK, room - moved)
+        try:
+            if s.splice and room - moved >= 2 * _CHUNK:  # the last bytes before the cap are read
+                n = os.splice(s.src, s.dst, want, flags=os.SPLICE_F_NONBLOCK | os.SPLICE_F_MOVE)
+                if n == 0:
+                    s.open = False
+                moved += n
+                continue
+            data = os.read(s.src, want)
+        except BlockingIOError:
+            if _src_empty(s):
+                return moved
+            _wait_writable(s.dst, until)
+            continue
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise BrokenPipeError from None
+            if exc.errno == errno.EINVAL and s.splice:  # this kind of descriptor cannot splice
+                s.splice = False
+                continue
+            raise
+        if not data:
+            s.open = False
+            return moved
+        if len(data) == room - moved:  # the cap: what is dropped to end on a whole character counts
+            s.capped = True
+            data = _whole_utf8(s.tail, data)
+        _write_all(s.dst, data, until)
+        s.tail = (s.tail + data)[-3:]
+        moved += len(data)
+        if len(data) < want:
+            return moved
+    return moved
+
+
+def _src_empty(s: _Stream) -> bool:
+    """After EAGAIN: was it the child's pipe that had nothing (else ours is full)?"""
+    poller = select.poll()
+    poller.register(s.src, select.POLLIN)
+    return not poller.poll(0)
+
+
+def _wait_writable(fd: int, until: float) -> None:
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    left = until - time.monotonic()
+    if left <= 0:
+        raise _Stalled
+    for _, ev in poller.poll(min(int(left * 1000) + 1, 1000)):
+        if ev & (select.POLLERR | select.POLLHUP):
+            raise BrokenPipeError
+
+
+def _write_all(fd: int, data: bytes, until: float) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            _wait_writable(fd, until)
+            continue
+        view = view[n:]
+
+
+def _whole_utf8(before: bytes, data: bytes) -> bytes:
+    """``data`` without the start of a UTF-8 sequence it (after ``before``, the last bytes
+    already written) ends in but does not complete."""
+    joined = before[-3:] + data
+    for back in range(1, min(4, len(joined)) + 1):
+        b = joined[-back]
+        if b < 0x80:
+            return data
+        if b >= 0xC0:  # a lead byte: complete if its sequence fits
+            need = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
+            return data if back >= need else data[:max(0, len(data) - back)]
+    return data
+
+
+def _kill_tree(pid: int, sig: int) -> None:
+    for target in (-pid, pid):
+        try:
+            os.kill(target, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _reap_all(pid: int) -> None:
+    """Nothing the command started outlives it: kill its process group, then (as subreaper)
+    every child that is left, until there is none."""
+    _kill_tree(pid, signal.SIGKILL)
+    for _ in range(1000):
+        try:
+            with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as fh:
+                left = [int(c) for c in fh.read().split()]
+        except OSError:
+            left = []
+        if not left:
+            break
+        for c in left:
+            _kill_tree(c, signal.SIGKILL)
+        for c in left:
+            try:
+                os.waitpid(c, 0)
+            except ChildProcessError:
+                pass
+
+
+def message(o: Outcome, max_output: int, timeout: int | None) -> str | None:
+    """The one line the agent reads on stderr when the supervisor stopped the command."""
+    if o.cut:
+        return (f"diag-wrapper: output cut at {_size(max_output)}; narrow it with -n, --since, -g or a filter"
+                f" (exit {EXIT_CUT})")
+    if o.timed_out:
+        return (f"diag-wrapper: time limit of {timeout} s reached, the command was stopped; narrow it"
+                f" (-n, --since, a unit, a smaller path) or drop -f (exit {EXIT_TIMEOUT})")
+    return None
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n} bytes"

@@ -1,0 +1,205 @@
+"""The supervisor (supervise.py) against real processes: the closing record, the output cap,
+the time limit and a disconnect stop the whole tree, and nothing outlives it (root).
+
+``helper`` is a small C program: ``helper fork TOKEN`` starts a grandchild that leaves the
+process group (``setsid``) and the parent, and both sleep with TOKEN in their argv, so a
+survivor is found from outside by scanning /proc; ``helper die N`` dies of signal N;
+``helper utf8 N`` prints N two-byte characters.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+HELPER_C = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "fork")) {
+        if (fork() == 0) {
+            setsid();
+            if (fork() == 0) { for (;;) pause(); }
+            _exit(0);
+        }
+        fprintf(stderr, "started\n");
+        for (;;) pause();
+    }
+    if (argc == 3 && !strcmp(argv[1], "die")) { fflush(stdout); raise(atoi(argv[2])); return 0; }
+    if (argc == 3 && !strcmp(argv[1], "utf8")) {
+        for (int i = 0; i < atoi(argv[2]); i++) fputs("\xc3\xa9", stdout);
+        return 0;
+    }
+    return 2;
+}
+"""
+
+POLICY = """
+include = ["{base}"]
+[settings]
+search_path = ["{bin}"]
+sandbox = "{mode}"
+[commands.helper]
+timeout = 2
+args = [{{ name = "MODE", type = {{ type = "enum", values = ["fork", "die", "utf8"] }}, min = 1 }},
+        {{ name = "ARG", type = {{ type = "regex", pattern = "[A-Za-z0-9]{{1,32}}" }}, min = 1 }}]
+[commands.helper-small]  # the same program, with a cap that falls inside a character
+max_output_bytes = 4097
+args = [{{ name = "MODE", type = {{ type = "enum", values = ["utf8"] }}, min = 1 }},
+        {{ name = "N", type = {{ type = "int", min = 1, max = 100000 }}, min = 1 }}]
+[commands.yes]
+max_output_bytes = 100000
+[commands.sleep]
+timeout = 1
+args = [{{ name = "SECONDS", type = {{ type = "int", min = 1, max = 100 }}, min = 1 }}]
+"""
+
+
+@pytest.fixture(scope="module")
+def sup(fc, tmp_path_factory):
+    if not shutil.which("gcc"):
+        pytest.skip("needs gcc")
+    root = tmp_path_factory.mktemp("sup")
+    root.chmod(0o755)
+    bindir = root / "bin"
+    bindir.mkdir()
+    (root / "helper.c").write_text(HELPER_C)
+    subprocess.run(["gcc", "-O", "-o", str(bindir / "helper"), str(root / "helper.c")], check=True)
+    for name in ("yes", "sleep"):
+        (bindir / name).symlink_to(shutil.which(name))
+    (bindir / "helper-small").symlink_to(bindir / "helper")
+    policies = {}
+    for mode in ("auto", "off"):
+        p = root / f"{mode}.toml"
+        p.write_text(POLICY.format(base=fc.policy, bin=bindir, mode=mode))
+        policies[mode] = p
+    return policies
+
+
+def _survivors(token: str) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    out.append(int(pid))
+            except OSError:
+                pass
+    return out
+
+
+def _gone(token: str, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while _survivors(token):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _records(fc, cursor):
+    recs = fc.journald.records_since(cursor, expect=2, ends=True)
+    return [r for r in recs if r["DIAG_DECISION"] != "end"], [r for r in recs if r["DIAG_DECISION"] == "end"]
+
+
+def test_a_closing_record_follows_every_executed_command(fc):
+    cursor = fc.journald.cursor()
+    proc = fc.run("uptime")
+    assert proc.returncode == 7
+    (start,), (end,) = _records(fc, cursor)
+    assert start["DIAG_INVOCATION"] == end["DIAG_INVOCATION"] and len(end["DIAG_INVOCATION"]) == 32
+    assert end["DIAG_EXIT_STATUS"] == "7" and end["DIAG_EXIT_CODE"] == "7" and "DIAG_SIGNAL" not in end
+    assert int(end["DIAG_BYTES_OUT"]) == len(proc.stdout) + len(proc.stderr)
+    assert (end["DIAG_CUT"], end["DIAG_TIMED_OUT"], end["DIAG_DISCONNECTED"]) == ("0", "0", "0")
+    assert end["DIAG_TREE"] == "pidns" and end["DIAG_REDACTIONS"] == "0"
+    assert end["MESSAGE"].startswith(f"end: root 'uptime' exited 7 after ") and end["PRIORITY"] == "6"
+    # a denied command has no closing record: nothing ran
+    cursor = fc.journald.cursor()
+    fc.run("cat /etc/shadow")
+    assert [r["DIAG_DECISION"] for r in fc.journald.records_since(cursor, ends=True)] == ["deny"]
+
+
+def test_the_command_reads_nothing_from_the_client(fc):
+    assert fc.run("uptime").returncode == 7
+    assert fc.inherited()[0] == "/dev/null"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGTERM, signal.SIGKILL])
+def test_a_signal_death_is_reported_as_a_shell_would(fc, sup, sig):
+    cursor = fc.journald.cursor()
+    proc = fc.run(f"helper die {int(sig)}", policy=sup["auto"])
+    assert proc.returncode == 128 + sig
+    _, (end,) = _records(fc, cursor)
+    assert end["DIAG_SIGNAL"] == str(int(sig)) and "DIAG_EXIT_CODE" not in end
+
+
+def test_output_is_cut_at_the_cap_with_one_line_that_says_so(fc, sup):
+    cursor = fc.journald.cursor()
+    proc = fc.run("yes", policy=sup["auto"])
+    assert proc.returncode == 141
+    assert len(proc.stdout) + len(proc.stderr.split(b"diag-wrapper: output cut")[0]) <= 100000
+    assert len(proc.stdout) > 90000 and set(proc.stdout) == {ord("y"), ord("\n")}
+    assert proc.stderr.decode().strip().endswith("narrow it with -n, --since, -g or a filter (exit 141)")
+    _, (end,) = _records(fc, cursor)
+    assert end["DIAG_CUT"] == "1" and end["DIAG_EXIT_STATUS"] == "141"
+
+
+def test_the_cut_never_splits_a_character(fc, sup):
+    proc = fc.run("helper-small utf8 5000", policy=sup["auto"])
+    assert proc.returncode == 141 and len(proc.stdout) == 4096
+    assert proc.stdout.decode("utf-8") == "\u00e9" * 2048
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_the_time_limit_stops_the_whole_tree(fc, sup, mode):
+    token = f"T{os.getpid()}{mode}tl"
+    start = time.monotonic()
+    proc = fc.run(f"helper fork {token}", policy=sup[mode])
+    assert proc.returncode == 124 and time.monotonic() - start < 8
+    assert b"time limit of 2 s reached" in proc.stderr
+    assert _gone(token, 1.0), _survivors(token)  # the grandchild that left with setsid too
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_a_client_that_goes_away_stops_the_tree_at_once(fc, sup, mode):
+    token = f"T{os.getpid()}{mode}dc"
+    argv = fc.ns.nsenter(["env", "-i", f"SSH_ORIGINAL_COMMAND=helper fork {token}", str(fc.python), "-I", "-m",
+                          "diag_wrapper", "--policy", str(sup[mode])])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 5
+    while len(_survivors(token)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(_survivors(token)) >= 2
+    start = time.monotonic()
+    proc.stdout.close()
+    proc.stderr.close()  # the client is gone: both channels closed, the command writes nothing
+    assert proc.wait(timeout=5) == -signal.SIGPIPE
+    assert time.monotonic() - start < 1.5  # at once, not at the 2 s time limit
+    assert _gone(token, 1.0), _survivors(token)
+
+
+def test_a_killed_supervisor_takes_the_whole_tree_with_it(fc, sup):
+    # inside the wall the command is PID 1 of its own PID namespace and dies with the
+    # supervisor (PR_SET_PDEATHSIG); the kernel then kills everything else in it
+    token = f"T{os.getpid()}kill"
+    argv = fc.ns.nsenter(["env", "-i", f"SSH_ORIGINAL_COMMAND=helper fork {token}", str(fc.python), "-I", "-m",
+                          "diag_wrapper", "--policy", str(sup["auto"])])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 5
+    while len(_survivors(token)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    wrapper = [p for p in _survivors("diag_wrapper") if token.encode() in Path(f"/proc/{p}/environ").read_bytes()]
+    assert wrapper
+    for p in wrapper:
+        os.kill(p, signal.SIGKILL)
+    proc.wait(timeout=5)
+    assert _gone(token, 2.0), _survivors(token)

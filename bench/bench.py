@@ -297,6 +297,47 @@ def in_process(policy_path: str, seconds: float, batch: int) -> None:
           f"{(batch - 1) / max(tb - t1, 1e-9):.0f} decisions/s after start-up ({t1 * 1000:.0f} ms for one)")
 
 
+def throughput(policy: str, tmp: str, mib: int = 256, runs: int = 5) -> None:
+    """The supervisor's copy: MiB of journal-like text through `cat FILE` in ForceCommand mode
+    into a reader, against `cat FILE | cat > /dev/null` (the floor), and its peak RSS."""
+    path = os.path.join(tmp, "big.log")
+    line = b"2026-12-01T10:00:00.123456+00:00 web-02 n8n[1234]: request POST /webhook took 30001 ms\n"
+    with open(path, "wb") as f:
+        block = line * ((1 << 20) // len(line) + 1)
+        for _ in range(mib):
+            f.write(block[: 1 << 20])
+    os.chmod(path, 0o644)
+    big = os.path.join(tmp, "throughput-policy.toml")
+    with open(big, "w") as f:  # 256 MiB must pass the cap
+        f.write(f'include = ["{policy}"]\n[settings]\nmax_output_bytes = {1 << 30}\n')
+    argv, _ = wrapper_argv(big)
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "SSH_ORIGINAL_COMMAND": f"cat {path}", "USER": "bench"}
+
+    def piped(first: list[str], first_env: dict | None) -> tuple[float, int, int]:
+        t0 = time.perf_counter()
+        a = subprocess.Popen(first, env=first_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd="/")
+        b = subprocess.Popen(["cat"], stdin=a.stdout, stdout=subprocess.DEVNULL)
+        a.stdout.close()
+        _, status, ru = os.wait4(a.pid, 0)
+        b.wait()
+        return time.perf_counter() - t0, os.waitstatus_to_exitcode(status), ru.ru_maxrss
+
+    rows = {"floor: cat FILE | cat > /dev/null": [], "wrapper: ssh-style `cat FILE` | cat > /dev/null": []}
+    rss, status = 0, None
+    for _ in range(runs):
+        rows["floor: cat FILE | cat > /dev/null"].append(piped(["cat", path], None)[0])
+        t, status, r = piped(argv, env)
+        rows["wrapper: ssh-style `cat FILE` | cat > /dev/null"].append(t)
+        rss = max(rss, r)
+    print(f"\n## Output through the supervisor: {mib} MiB of journal-like lines, median of {runs}")
+    floor = median_ms(rows["floor: cat FILE | cat > /dev/null"])
+    for label, ts in rows.items():
+        m = median_ms(ts)
+        print(f"   {label:58} {m:7.1f}ms {mib / (m / 1000):8.0f} MB/s {m / floor:6.2f}x")
+    print(f"   wrapper exit {status}; peak RSS of the wrapper and its children {rss / 1024:.1f} MiB (target <= 40)")
+    os.unlink(path)
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -325,6 +366,7 @@ def main() -> int:
         imports(max(5, args.runs // 3))
         what_dominates(policy, max(5, args.runs // 3))
         in_process(policy, args.seconds, args.batch)
+        throughput(policy, tmp)
     return 0
 
 

@@ -1,11 +1,8 @@
-"""The effects that run a plan: open the passed files, set the limits, replace this process.
+"""The effects that prepare a plan's run: open the passed files, set the limits, closefrom.
 
-No shell: ``os.execve`` with the absolute path from the policy's search path,
-the argv as decided (forced arguments included) and a fresh environment. A
-wall-clock limit is armed with ``alarm(2)``, which survives ``execve``: when it
-fires the command is killed by SIGALRM. Signal dispositions that Python
-changed (SIGPIPE, SIGXFSZ ignored) are put back first, or the command would
-inherit them.
+The command itself is started by the supervisor (supervise.py): no shell, ``os.execve``
+with the absolute path from the policy's search path, the argv as decided (forced
+arguments included) and a fresh environment.
 
 **fd passing** (:func:`open_fds`, called before the record is written): for the
 words the plan lists in ``pass_fds`` (every path value of a single-file reader,
@@ -36,14 +33,10 @@ the plan refuses it.
 from __future__ import annotations
 
 import os
-import signal
 import stat
-from typing import NoReturn
-
 from .deny import DenyList, check_type
 from .model import Deny, PathCheck, Plan
 
-_RESET = ("SIGPIPE", "SIGXFSZ", "SIGALRM", "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
 _O_WALK = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -131,16 +124,3 @@ def close_others(keep: tuple[int, ...]) -> None:
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 1 << 20)
-
-
-def execute(decision: Plan) -> NoReturn:
-    if not decision.allowed or not decision.executable:
-        raise RuntimeError("execute() called without an allow decision")  # never reached from cli
-    sigs = [getattr(signal, name) for name in _RESET]
-    for sig in sigs:
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
-    close_others(decision.fds)
-    if decision.timeout:
-        signal.alarm(decision.timeout)
-    os.execve(decision.executable, list(decision.exec_argv), dict(decision.env))

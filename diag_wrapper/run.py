@@ -137,7 +137,8 @@ def _finish(p: Plan, policy: Policy | None, environ: Mapping[str, str], deny_sta
 
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGPIPE)
-    return outcome.status
+    # Done: skip the interpreter's teardown (~20 ms of freeing modules), as the exec did.
+    os._exit(outcome.status)
 
 
 def _err(msg: str) -> None:

@@ -4,8 +4,8 @@ A separate process flips ``link`` (atomically, by rename) between an allowed
 file and a file inside a deny entry as fast as it can. Meanwhile a driver runs
 the wrapper's own steps thousands of times, each in a fresh child: ``plan``,
 then ``execute.open_fds`` and ``run._wall`` (fd passing, then the wall, here
-``sandbox = "off"`` so fd passing stands alone), then ``execute`` (signal reset, alarm, ``execve`` of
-the real ``/usr/bin/cat``). Only the audit record is left out (no journald is
+``sandbox = "off"`` so fd passing stands alone), then the supervisor (``supervise.run``:
+the real ``/usr/bin/cat`` as its child). Only the audit record is left out (no journald is
 needed for this). Not one byte of the secret may come out. The control runs
 the same loop with fd passing switched off and shows that the race is real
 there. Then the link moves into a directory of another user's, who flips it:
@@ -33,7 +33,7 @@ RUNS = int(os.environ.get("DIAG_FD_RACE_RUNS", "3000"))
 
 DRIVE = r"""
 import os, sys
-from diag_wrapper import execute as ex, plan as P, run
+from diag_wrapper import execute as ex, plan as P, run, supervise
 from diag_wrapper.deny import for_policy
 from diag_wrapper.model import Deny, refused
 from diag_wrapper.policy import load
@@ -57,7 +57,7 @@ for _ in range(runs):
             if fdpass and "fd-passing" not in d.layers:
                 os.write(1, b"NO-FD-PASSING\n")
                 os._exit(70)
-            ex.execute(d)
+            os._exit(supervise.run(d, d.max_output).status)
         finally:
             os._exit(70)
     _, status = os.waitpid(pid, 0)

@@ -1,0 +1,94 @@
+"""The supervisor through the real sshd and ssh: the output cap, the time limit and a
+client that goes away stop the whole tree, and every executed command gets a closing
+record with its exit status (root harness; processes are looked for from outside)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+def _procs_with(needle: str) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if needle.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    out.append(int(pid))
+            except OSError:
+                pass
+    return out
+
+
+def _ends(e2e, cursor, expect=2):
+    recs = e2e.journald.records_since(cursor, expect=expect, ends=True)
+    return [r for r in recs if r["DIAG_DECISION"] == "end"]
+
+
+def test_the_closing_record_carries_the_exit_status(e2e):
+    cursor = e2e.journald.cursor()
+    res = e2e.ssh.run("ls /nonexistent-diag-e2e")
+    assert res.returncode == 2
+    (end,) = _ends(e2e, cursor)
+    start = [r for r in e2e.journald.records_since(cursor) if r["DIAG_DECISION"] == "allow"][0]
+    assert end["DIAG_EXIT_STATUS"] == "2" and end["DIAG_INVOCATION"] == start["DIAG_INVOCATION"]
+    assert end["DIAG_TREE"] == "pidns" and end["DIAG_USER"] == e2e.user.name
+    assert int(end["DIAG_BYTES_OUT"]) == len(res.stdout) + len(res.stderr)
+
+
+def test_output_is_cut_at_8_mib_with_a_line_that_says_how_to_narrow_it(e2e):
+    big = e2e.data_file.parent / "big.log"
+    line = b"2026-12-01T10:00:00 web-02 n8n[123]: request took 30001 ms \xe2\x80\x94 timeout\n"
+    with open(big, "wb") as fh:
+        for _ in range((20 << 20) // len(line)):
+            fh.write(line)
+    big.chmod(0o644)
+    cursor = e2e.journald.cursor()
+    res = e2e.ssh.run(f"cat {big}", timeout=60)
+    assert res.returncode == 141
+    assert len(res.stdout) <= 8 << 20 and len(res.stdout) > (8 << 20) - 4
+    res.stdout.decode("utf-8")  # ends on a whole character
+    assert res.stderr.decode().strip() == (
+        "diag-wrapper: output cut at 8 MiB; narrow it with -n, --since, -g or a filter (exit 141)")
+    (end,) = _ends(e2e, cursor)
+    assert end["DIAG_CUT"] == "1" and end["DIAG_EXIT_STATUS"] == "141"
+
+
+def test_tail_f_is_stopped_at_its_time_limit_and_nothing_is_left(e2e):
+    log = e2e.data_file.parent / "follow-limit.log"
+    log.write_text("one line\n")
+    log.chmod(0o644)
+    cursor = e2e.journald.cursor()
+    start = time.monotonic()
+    res = e2e.ssh.run(f"tail -f {log}", timeout=120)
+    took = time.monotonic() - start
+    assert res.returncode == 124 and 59 < took < 75, (res.returncode, took)
+    assert res.stdout == b"one line\n"
+    assert b"time limit of 60 s reached" in res.stderr
+    assert not _procs_with(str(log))
+    (end,) = _ends(e2e, cursor)
+    assert end["DIAG_TIMED_OUT"] == "1"
+
+
+def test_a_client_that_disconnects_takes_the_command_with_it(e2e):
+    log = e2e.data_file.parent / "follow-disconnect.log"
+    log.write_text("one line\n")
+    log.chmod(0o644)
+    cursor = e2e.journald.cursor()
+    argv = [*e2e.ssh.argv(), f"tail -f {log}"]
+    client = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert client.stdout.readline() == b"one line\n"
+        assert _procs_with(str(log))  # the command runs (as the test user, in its own PID namespace)
+    finally:
+        client.send_signal(signal.SIGKILL)  # the client is gone: no goodbye, the TCP connection drops
+        client.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _procs_with(str(log)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _procs_with(str(log)), "the command outlived its client"
+    (end,) = _ends(e2e, cursor)
+    assert end["DIAG_DISCONNECTED"] == "1"

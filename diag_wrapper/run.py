@@ -128,10 +128,10 @@ def _finish(p: Plan, policy: Policy | None, environ: Mapping[str, str], deny_sta
     sys.stdout.flush()
     pidns = "sandbox" in p.layers and supervise.pid_namespace()
     outcome = supervise.run(p, p.max_output, pidns)
+    audit.record_end(p, outcome, environ, session)  # best effort: the command has run
     line = supervise.message(outcome, p.max_output, p.timeout)
     if line and not outcome.disconnected:
-        _err(line.removeprefix("diag-wrapper: "))
-    audit.record_end(p, outcome, environ, session)  # best effort: the command has run
+        supervise.say(line)  # stdout and stderr are non-blocking now: a stalled client holds nothing
     if outcome.disconnected:  # as a shell's command whose reader went away
         import signal
 

@@ -39,7 +39,7 @@ GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 EXIT_TIMEOUT = 124
 EXIT_CUT = 141
 CLONE_NEWPID = 0x20000000
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
 _CHUNK = 1 << 16
 _RESET = ("SIGPIPE", "SIGXFSZ", "SIGALRM", "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGCHLD")
 
@@ -146,13 +146,14 @@ class _Stream:
         self.src, self.dst = src, dst
         self.open = True
         self.splice = True
-        self.tail = b""  # the last bytes written, when they were read (not spliced)
-        self.capped = False  # the cap was reached on this stream
+        self.carry = b""  # the start of a character a read ended in, written with the next one
+        self.capped = False  # a byte beyond the cap arrived on this stream
 
 
 def run(p: Plan, max_output: int, pidns: bool = False) -> Outcome:
     """Start the command, copy its output, stop it at its limits; return how it ended."""
     libc = _libc()
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # the command (same uid) may not ptrace us; execve resets it for it
     if not pidns:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -167,10 +168,29 @@ def run(p: Plan, max_output: int, pidns: bool = False) -> Outcome:
     pid = os.fork()
     if pid == 0:
         _child(p, out_w, err_w, life_r, status_w, pidns, libc)
+    try:
+        return _supervise(p, pid, pidns, max_output, start, out_w, err_w, life_r, status_w, out_r, err_r,
+                          life_w, status_r, wake_r, wake_w)
+    except BaseException:  # a bug in the supervisor: the command does not run on unwatched
+        _kill_tree(pid, signal.SIGKILL)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        _reap_all(pid)
+        raise
+
+
+def _supervise(p: Plan, pid: int, pidns: bool, max_output: int, start: float, out_w: int, err_w: int,
+               life_r: int, status_w: int, out_r: int, err_r: int, life_w: int, status_r: int,
+               wake_r: int, wake_w: int) -> Outcome:
     for fd in (out_w, err_w, life_r, status_w):
         os.close(fd)
     for fd in (out_r, err_r, 1, 2):
-        os.set_blocking(fd, False)
+        try:
+            os.set_blocking(fd, False)
+        except OSError:  # a client channel that is not there: writes to it fail as a disconnect
+            pass
     streams = [_Stream(out_r, 1), _Stream(err_r, 2)]
     deadline = start + (p.timeout or 60)
     bytes_out = 0
@@ -221,7 +241,7 @@ def run(p: Plan, max_output: int, pidns: bool = False) -> Outcome:
                     timed_out = True
                 if not s.open:
                     poller.unregister(fd)
-                if bytes_out >= max_output or s.capped:
+                if s.capped:
                     cut = True
         if cut or disconnected or (timed_out and time.monotonic() >= deadline + GRACE):
             _kill_tree(pid, signal.SIGKILL)
@@ -229,9 +249,10 @@ def run(p: Plan, max_output: int, pidns: bool = False) -> Outcome:
             break
     if not cut and not disconnected:  # what it wrote before it ended (nothing waits for more)
         try:
+            until = min(time.monotonic(), deadline) + GRACE  # a stalled client: no second grace
             for s in streams:
-                bytes_out += _copy(s, max_output - bytes_out, time.monotonic() + GRACE)
-            cut = any(s.capped for s in streams) or (bytes_out >= max_output and _pending(streams))
+                bytes_out += _copy(s, max_output - bytes_out, until)
+            cut = any(s.capped for s in streams)
         except BrokenPipeError:
             disconnected = True
         except _Stalled:
@@ -243,22 +264,12 @@ def run(p: Plan, max_output: int, pidns: bool = False) -> Outcome:
     signal.set_wakeup_fd(-1)
     for fd in (out_r, err_r, wake_r, wake_w, life_w, status_r):
         os.close(fd)
-    for fd in (1, 2):
-        os.set_blocking(fd, True)
     duration = int((time.monotonic() - start) * 1000)
     code = os.waitstatus_to_exitcode(status)
     exit_code, sig = (code, None) if code >= 0 else (None, -code)
     final = EXIT_CUT if cut else EXIT_TIMEOUT if timed_out else (code if code >= 0 else 128 - code)
     return Outcome(final, exit_code, sig, duration, bytes_out, cut, timed_out, disconnected,
                    "pidns" if pidns else "pgroup")
-
-
-def _pending(streams: list[_Stream]) -> bool:
-    poller = select.poll()
-    for s in streams:
-        if s.open:
-            poller.register(s.src, select.POLLIN)
-    return any(ev & select.POLLIN for _, ev in poller.poll(0))
 
 
 class _Stalled(Exception):
@@ -268,20 +279,23 @@ class _Stalled(Exception):
 def _copy(s: _Stream, room: int, until: float) -> int:
     """Move what is there now from the child's pipe to ours (at most ``room`` bytes).
 
-    Returns the bytes moved; closes the stream at EOF. Near the cap the bytes are read
-    instead of spliced, so the output can end on a whole UTF-8 character. A client that
-    does not read holds the copy up until ``until`` at most (then _Stalled)."""
+    Returns the bytes written; closes the stream at EOF; sets ``s.capped`` when a byte
+    beyond the cap arrived (output of exactly the cap is not cut). Spliced while far from
+    the cap; the last 128 KiB are read, and a read that ends inside a UTF-8 character keeps
+    that character back for the next one, so the output at the cap ends on a whole
+    character. A client that does not read holds the copy up until ``until`` at most
+    (then _Stalled)."""
     moved = 0
-    while s.open and room - moved > 0:
-        want = min(_CHUNK, room - moved)
+    while s.open and not s.capped:
+        left = room - moved
         try:
-            if s.splice and room - moved >= 2 * _CHUNK:  # the last bytes before the cap are read
-                n = os.splice(s.src, s.dst, want, flags=os.SPLICE_F_NONBLOCK | os.SPLICE_F_MOVE)
+            if s.splice and left >= 2 * _CHUNK:
+                n = os.splice(s.src, s.dst, _CHUNK, flags=os.SPLICE_F_NONBLOCK | os.SPLICE_F_MOVE)
                 if n == 0:
                     s.open = False
                 moved += n
                 continue
-            data = os.read(s.src, want)
+            chunk = os.read(s.src, max(1, min(_CHUNK, left - len(s.carry))))
         except BlockingIOError:
             if _src_empty(s):
                 return moved
@@ -294,18 +308,30 @@ def _copy(s: _Stream, room: int, until: float) -> int:
                 s.splice = False
                 continue
             raise
-        if not data:
+        if not chunk:  # EOF: what the command wrote is what it wrote, a broken last character too
             s.open = False
-            return moved
-        if len(data) == room - moved:  # the cap: what is dropped to end on a whole character counts
-            s.capped = True
-            data = _whole_utf8(s.tail, data)
+            data, s.carry = s.carry, b""
+        else:
+            data, s.carry = _split_utf8(s.carry + chunk)
+            if len(data) + len(s.carry) > left:  # past the cap: end on the last whole character
+                s.capped = True
+                data, s.carry = data[:left], b""
+                data = _split_utf8(data)[0]
         _write_all(s.dst, data, until)
-        s.tail = (s.tail + data)[-3:]
         moved += len(data)
-        if len(data) < want:
-            return moved
     return moved
+
+
+def _split_utf8(data: bytes) -> tuple[bytes, bytes]:
+    """(``data`` up to its last whole UTF-8 character, the incomplete one after it)."""
+    for back in range(1, min(4, len(data)) + 1):
+        b = data[-back]
+        if b < 0x80:
+            return data, b""
+        if b >= 0xC0:  # a lead byte: complete if its sequence fits
+            need = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
+            return (data, b"") if back >= need else (data[:-back], data[-back:])
+    return data, b""  # not UTF-8 there: passed on as it is
 
 
 def _src_empty(s: _Stream) -> bool:
@@ -337,20 +363,6 @@ def _write_all(fd: int, data: bytes, until: float) -> None:
         view = view[n:]
 
 
-def _whole_utf8(before: bytes, data: bytes) -> bytes:
-    """``data`` without the start of a UTF-8 sequence it (after ``before``, the last bytes
-    already written) ends in but does not complete."""
-    joined = before[-3:] + data
-    for back in range(1, min(4, len(joined)) + 1):
-        b = joined[-back]
-        if b < 0x80:
-            return data
-        if b >= 0xC0:  # a lead byte: complete if its sequence fits
-            need = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
-            return data if back >= need else data[:max(0, len(data) - back)]
-    return data
-
-
 def _kill_tree(pid: int, sig: int) -> None:
     for target in (-pid, pid):
         try:
@@ -361,8 +373,11 @@ def _kill_tree(pid: int, sig: int) -> None:
 
 def _reap_all(pid: int) -> None:
     """Nothing the command started outlives it: kill its process group, then (as subreaper)
-    every child that is left, until there is none."""
-    _kill_tree(pid, signal.SIGKILL)
+    every child that is left, until there is none. (``pid`` itself is reaped already.)"""
+    try:
+        os.kill(-pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
     for _ in range(1000):
         try:
             with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as fh:
@@ -393,3 +408,21 @@ def message(o: Outcome, max_output: int, timeout: int | None) -> str | None:
 
 def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n} bytes"
+
+
+def say(line: str) -> None:
+    """One line to the client's stderr, best effort: it is non-blocking here, and a client
+    that does not read does not hold the wrapper (nor its slot) for it."""
+    data = (line + "\n").encode()
+    deadline = time.monotonic() + 0.5
+    while data:
+        try:
+            data = data[os.write(2, data):]
+        except BlockingIOError:
+            poller = select.poll()
+            poller.register(2, select.POLLOUT)
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(int(left * 1000) + 1):
+                return
+        except OSError:
+            return

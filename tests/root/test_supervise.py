@@ -4,7 +4,8 @@ the time limit and a disconnect stop the whole tree, and nothing outlives it (ro
 ``helper`` is a small C program: ``helper fork TOKEN`` starts a grandchild that leaves the
 process group (``setsid``) and the parent, and both sleep with TOKEN in their argv, so a
 survivor is found from outside by scanning /proc; ``helper die N`` dies of signal N;
-``helper utf8 N`` prints N two-byte characters.
+``helper utf8 N`` prints N two-byte characters, ``helper bytes N`` N bytes, ``helper mixed N``
+N bytes and then three-byte characters, ``helper spew x`` writes stderr without end.
 """
 
 from __future__ import annotations
@@ -35,6 +36,19 @@ int main(int argc, char **argv) {
         for (;;) pause();
     }
     if (argc == 3 && !strcmp(argv[1], "die")) { fflush(stdout); raise(atoi(argv[2])); return 0; }
+    if (argc == 3 && !strcmp(argv[1], "spew")) {  /* stderr, as fast as it will take it */
+        char buf[4096]; memset(buf, 'e', sizeof buf);
+        for (;;) write(2, buf, sizeof buf);
+    }
+    if (argc == 3 && !strcmp(argv[1], "bytes")) {
+        for (int i = 0; i < atoi(argv[2]); i++) putchar('a');
+        return 0;
+    }
+    if (argc == 3 && !strcmp(argv[1], "mixed")) {  /* N ASCII bytes, then three-byte characters */
+        for (int i = 0; i < atoi(argv[2]); i++) putchar('a');
+        for (int i = 0; i < 1000; i++) fputs("\xe2\x82\xac", stdout);
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "utf8")) {
         for (int i = 0; i < atoi(argv[2]); i++) fputs("\xc3\xa9", stdout);
         return 0;
@@ -50,11 +64,11 @@ search_path = ["{bin}"]
 sandbox = "{mode}"
 [commands.helper]
 timeout = 2
-args = [{{ name = "MODE", type = {{ type = "enum", values = ["fork", "die", "utf8"] }}, min = 1 }},
+args = [{{ name = "MODE", type = {{ type = "enum", values = ["fork", "die", "utf8", "spew"] }}, min = 1 }},
         {{ name = "ARG", type = {{ type = "regex", pattern = "[A-Za-z0-9]{{1,32}}" }}, min = 1 }}]
 [commands.helper-small]  # the same program, with a cap that falls inside a character
 max_output_bytes = 4097
-args = [{{ name = "MODE", type = {{ type = "enum", values = ["utf8"] }}, min = 1 }},
+args = [{{ name = "MODE", type = {{ type = "enum", values = ["utf8", "bytes", "mixed"] }}, min = 1 }},
         {{ name = "N", type = {{ type = "int", min = 1, max = 100000 }}, min = 1 }}]
 [commands.yes]
 max_output_bytes = 100000
@@ -203,3 +217,62 @@ def test_a_killed_supervisor_takes_the_whole_tree_with_it(fc, sup):
         os.kill(p, signal.SIGKILL)
     proc.wait(timeout=5)
     assert _gone(token, 2.0), _survivors(token)
+
+
+def test_output_of_exactly_the_cap_is_not_cut(fc, sup):
+    proc = fc.run("helper-small bytes 4097", policy=sup["auto"])  # the cap is 4097
+    assert proc.returncode == 0 and proc.stdout == b"a" * 4097 and proc.stderr == b""
+    proc = fc.run("helper-small bytes 4098", policy=sup["auto"])
+    assert proc.returncode == 141 and proc.stdout == b"a" * 4097
+
+
+@pytest.mark.parametrize("n", [4093, 4094, 4095, 4096, 4097])
+def test_a_character_begun_in_an_earlier_read_is_not_split_either(fc, sup, n):
+    proc = fc.run(f"helper-small mixed {n}", policy=sup["auto"])
+    assert proc.returncode == 141 and len(proc.stdout) <= 4097
+    text = proc.stdout.decode("utf-8")  # whole characters only
+    assert text.startswith("a" * min(n, 4097)) and set(text[n:]) <= {"\u20ac"}
+    assert len(proc.stdout) > 4097 - 3
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_a_client_that_stops_reading_holds_nothing_past_the_limit(fc, sup, mode):
+    # neither stdout nor stderr is read: the command blocks, the wrapper must not
+    cursor = fc.journald.cursor()
+    argv = fc.ns.nsenter(["env", "-i", "SSH_ORIGINAL_COMMAND=helper spew x", str(fc.python), "-I", "-m",
+                          "diag_wrapper", "--policy", str(sup[mode])])
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.wait(timeout=10) == 124
+        assert time.monotonic() - start < 2 + 2 + 1.5  # the limit and one grace, not more
+    finally:
+        proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
+    ends = [r for r in fc.journald.records_since(cursor, expect=2, ends=True) if r["DIAG_DECISION"] == "end"]
+    assert len(ends) == 1 and ends[0]["DIAG_TIMED_OUT"] == "1"  # written before the line it could not say
+
+
+def test_the_supervisor_cannot_be_traced_by_the_command(web02):
+    # PR_SET_DUMPABLE 0: a process of the same uid cannot ptrace it or read its memory
+    import ctypes
+
+    from diag_wrapper import supervise
+    from diag_wrapper.plan import plan
+
+    p = plan(b"uptime", web02)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        supervise.run(p, 1 << 20)
+        dumpable = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
+        os.write(w, str(dumpable).encode())
+        os._exit(0)
+    os.close(w)
+    assert os.read(r, 8) == b"0"
+    os.waitpid(pid, 0)

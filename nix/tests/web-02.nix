@@ -212,5 +212,9 @@ pkgs.testers.runNixOSTest {
             rec = next(r for r in records if r.get("DIAG_COMMAND") == cmd)
             assert rec["DIAG_DECISION"] == "allow", rec
             assert rec["DIAG_LAYERS"].split(",")[-1] == "sandbox", rec
+            # and each ran under the supervisor: a closing record with its exit status
+            end = next(r for r in records if r.get("DIAG_DECISION") == "end"
+                       and r.get("DIAG_INVOCATION") == rec["DIAG_INVOCATION"])
+            assert end["DIAG_EXIT_STATUS"].isdigit() and end["DIAG_TREE"] == "pidns", end
   '';
 }

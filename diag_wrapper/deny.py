@@ -188,15 +188,10 @@ class RealHost:
         """The kernel's switches for unprivileged user namespaces, read, not tried (a probe
         costs a fork); only under a seccomp filter, which may refuse unshare, is it tried.
         Read once per process (a RealHost is made per plan)."""
-        global _USERNS
-        if _USERNS is None:
-            _USERNS = (_userns(),)
-        return _USERNS[0]
+        return _userns()
 
 
-_USERNS: tuple[str | None] | None = None
-
-
+@functools.lru_cache(maxsize=None)
 def _userns() -> str | None:
     switches = [("user/max_user_namespaces", "0"), ("user/max_mnt_namespaces", "0")]
     if os.geteuid() != 0:

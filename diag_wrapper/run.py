@@ -126,7 +126,7 @@ def _finish(p: Plan, policy: Policy | None, environ: Mapping[str, str], deny_sta
         _err(denial(p, policy))
         return deny_status
     sys.stdout.flush()
-    pidns = "sandbox" in p.layers and supervise.pid_namespace()
+    pidns = "sandbox" in p.layers and sandbox.pid_namespace()
     outcome = supervise.run(p, p.max_output, pidns)
     audit.record_end(p, outcome, environ, session)  # best effort: the command has run
     line = supervise.message(outcome, p.max_output, p.timeout)

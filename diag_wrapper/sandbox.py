@@ -27,6 +27,7 @@ import os
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 1 << 14, 1 << 18
 MNT_DETACH = 2
@@ -90,3 +91,9 @@ def enter(cover: list[str]) -> None:
             if libc.umount2(target, MNT_DETACH) != 0:
                 exc.partial = True
         raise
+
+
+def pid_namespace() -> bool:
+    """Have the next child be PID 1 of a new PID namespace (possible inside the wall's user
+    namespace, where this process holds CAP_SYS_ADMIN: it has exec'd nothing since)."""
+    return _libc().unshare(CLONE_NEWPID) == 0

@@ -33,12 +33,12 @@ import signal
 import time
 from typing import NamedTuple
 
+from .execute import close_others
 from .model import Plan
 
 GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 EXIT_TIMEOUT = 124
 EXIT_CUT = 141
-CLONE_NEWPID = 0x20000000
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
 _CHUNK = 1 << 16
 _RESET = ("SIGPIPE", "SIGXFSZ", "SIGALRM", "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGCHLD")
@@ -59,14 +59,7 @@ class Outcome(NamedTuple):
 def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    libc.unshare.argtypes = [ctypes.c_int]
     return libc
-
-
-def pid_namespace() -> bool:
-    """Have the next child be PID 1 of a new PID namespace (possible inside the wall's user
-    namespace, where the supervisor holds CAP_SYS_ADMIN until it execs nothing)."""
-    return _libc().unshare(CLONE_NEWPID) == 0
 
 
 def _child(p: Plan, out_w: int, err_w: int, life_r: int, status_w: int, pidns: bool, libc: ctypes.CDLL) -> None:
@@ -98,8 +91,6 @@ def _exec(p: Plan) -> None:
     for name in _RESET:
         signal.signal(getattr(signal, name), signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    from .execute import close_others
-
     close_others(p.fds)
     os.execve(p.executable, list(p.exec_argv), dict(p.env))
 
@@ -115,8 +106,6 @@ def _init(p: Plan, out_w: int, err_w: int, status_w: int, null: int) -> None:
         os._exit(127)
     for fd in (1, 2):
         os.dup2(null, fd)  # the client's channels are the command's, not init's
-    from .execute import close_others
-
     close_others((status_w,))  # nothing of the supervisor's, nor the command's files
 
     def relay(sig: int, _frame: object) -> None:  # the supervisor's SIGTERM at the time limit
@@ -169,8 +158,9 @@ def run(p: Plan, max_output: int, pidns: bool = False) -> Outcome:
     if pid == 0:
         _child(p, out_w, err_w, life_r, status_w, pidns, libc)
     try:
-        return _supervise(p, pid, pidns, max_output, start, out_w, err_w, life_r, status_w, out_r, err_r,
-                          life_w, status_r, wake_r, wake_w)
+        for fd in (out_w, err_w, life_r, status_w):  # the child's ends
+            os.close(fd)
+        return _supervise(p, pid, pidns, max_output, start, out_r, err_r, status_r, wake_r)
     except BaseException:  # a bug in the supervisor: the command does not run on unwatched
         _kill_tree(pid, signal.SIGKILL)
         try:
@@ -179,13 +169,14 @@ def run(p: Plan, max_output: int, pidns: bool = False) -> Outcome:
             pass
         _reap_all(pid)
         raise
+    finally:
+        signal.set_wakeup_fd(-1)
+        for fd in (out_r, err_r, wake_r, wake_w, life_w, status_r):
+            os.close(fd)
 
 
-def _supervise(p: Plan, pid: int, pidns: bool, max_output: int, start: float, out_w: int, err_w: int,
-               life_r: int, status_w: int, out_r: int, err_r: int, life_w: int, status_r: int,
-               wake_r: int, wake_w: int) -> Outcome:
-    for fd in (out_w, err_w, life_r, status_w):
-        os.close(fd)
+def _supervise(p: Plan, pid: int, pidns: bool, max_output: int, start: float, out_r: int, err_r: int,
+               status_r: int, wake_r: int) -> Outcome:
     for fd in (out_r, err_r, 1, 2):
         try:
             os.set_blocking(fd, False)
@@ -261,9 +252,6 @@ def _supervise(p: Plan, pid: int, pidns: bool, max_output: int, start: float, ou
     if pidns:  # the status is the command's, as init saw it; none: init was killed, and so was it
         reported = os.read(status_r, 4)
         status = int.from_bytes(reported, "little") if len(reported) == 4 else signal.SIGKILL
-    signal.set_wakeup_fd(-1)
-    for fd in (out_r, err_r, wake_r, wake_w, life_w, status_r):
-        os.close(fd)
     duration = int((time.monotonic() - start) * 1000)
     code = os.waitstatus_to_exitcode(status)
     exit_code, sig = (code, None) if code >= 0 else (None, -code)
@@ -413,16 +401,7 @@ def _size(n: int) -> str:
 def say(line: str) -> None:
     """One line to the client's stderr, best effort: it is non-blocking here, and a client
     that does not read does not hold the wrapper (nor its slot) for it."""
-    data = (line + "\n").encode()
-    deadline = time.monotonic() + 0.5
-    while data:
-        try:
-            data = data[os.write(2, data):]
-        except BlockingIOError:
-            poller = select.poll()
-            poller.register(2, select.POLLOUT)
-            left = deadline - time.monotonic()
-            if left <= 0 or not poller.poll(int(left * 1000) + 1):
-                return
-        except OSError:
-            return
+    try:
+        _write_all(2, (line + "\n").encode(), time.monotonic() + 0.5)
+    except (_Stalled, OSError):
+        pass

@@ -4,23 +4,11 @@ record with its exit status (root harness; processes are looked for from outside
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
-
-def _procs_with(needle: str) -> list[int]:
-    out = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if needle.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    out.append(int(pid))
-            except OSError:
-                pass
-    return out
+from .harness import procs_with
 
 
 def _ends(e2e, cursor, expect=2):
@@ -68,7 +56,7 @@ def test_tail_f_is_stopped_at_its_time_limit_and_nothing_is_left(e2e):
     assert res.returncode == 124 and 59 < took < 75, (res.returncode, took)
     assert res.stdout == b"one line\n"
     assert b"time limit of 60 s reached" in res.stderr
-    assert not _procs_with(str(log))
+    assert not procs_with(str(log))
     (end,) = _ends(e2e, cursor)
     assert end["DIAG_TIMED_OUT"] == "1"
 
@@ -82,13 +70,13 @@ def test_a_client_that_disconnects_takes_the_command_with_it(e2e):
     client = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert client.stdout.readline() == b"one line\n"
-        assert _procs_with(str(log))  # the command runs (as the test user, in its own PID namespace)
+        assert procs_with(str(log))  # the command runs (as the test user, in its own PID namespace)
     finally:
         client.send_signal(signal.SIGKILL)  # the client is gone: no goodbye, the TCP connection drops
         client.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while _procs_with(str(log)) and time.monotonic() < deadline:
+    while procs_with(str(log)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _procs_with(str(log)), "the command outlived its client"
+    assert not procs_with(str(log)), "the command outlived its client"
     (end,) = _ends(e2e, cursor)
     assert end["DIAG_DISCONNECTED"] == "1"

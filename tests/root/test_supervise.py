@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from e2e.harness import procs_with
+
 HELPER_C = r"""
 #include <signal.h>
 #include <stdio.h>
@@ -99,21 +101,9 @@ def sup(fc, tmp_path_factory):
     return policies
 
 
-def _survivors(token: str) -> list[int]:
-    out = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    out.append(int(pid))
-            except OSError:
-                pass
-    return out
-
-
 def _gone(token: str, within: float = 5.0) -> bool:
     deadline = time.monotonic() + within
-    while _survivors(token):
+    while procs_with(token):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -180,7 +170,7 @@ def test_the_time_limit_stops_the_whole_tree(fc, sup, mode):
     proc = fc.run(f"helper fork {token}", policy=sup[mode])
     assert proc.returncode == 124 and time.monotonic() - start < 8
     assert b"time limit of 2 s reached" in proc.stderr
-    assert _gone(token, 1.0), _survivors(token)  # the grandchild that left with setsid too
+    assert _gone(token, 1.0), procs_with(token)  # the grandchild that left with setsid too
 
 
 @pytest.mark.parametrize("mode", ["auto", "off"])
@@ -190,15 +180,15 @@ def test_a_client_that_goes_away_stops_the_tree_at_once(fc, sup, mode):
                           "diag_wrapper", "--policy", str(sup[mode])])
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 5
-    while len(_survivors(token)) < 2 and time.monotonic() < deadline:
+    while len(procs_with(token)) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert len(_survivors(token)) >= 2
+    assert len(procs_with(token)) >= 2
     start = time.monotonic()
     proc.stdout.close()
     proc.stderr.close()  # the client is gone: both channels closed, the command writes nothing
     assert proc.wait(timeout=5) == -signal.SIGPIPE
     assert time.monotonic() - start < 1.5  # at once, not at the 2 s time limit
-    assert _gone(token, 1.0), _survivors(token)
+    assert _gone(token, 1.0), procs_with(token)
 
 
 def test_a_killed_supervisor_takes_the_whole_tree_with_it(fc, sup):
@@ -209,14 +199,14 @@ def test_a_killed_supervisor_takes_the_whole_tree_with_it(fc, sup):
                           "diag_wrapper", "--policy", str(sup["auto"])])
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 5
-    while len(_survivors(token)) < 2 and time.monotonic() < deadline:
+    while len(procs_with(token)) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
-    wrapper = [p for p in _survivors("diag_wrapper") if token.encode() in Path(f"/proc/{p}/environ").read_bytes()]
+    wrapper = [p for p in procs_with("diag_wrapper") if token.encode() in Path(f"/proc/{p}/environ").read_bytes()]
     assert wrapper
     for p in wrapper:
         os.kill(p, signal.SIGKILL)
     proc.wait(timeout=5)
-    assert _gone(token, 2.0), _survivors(token)
+    assert _gone(token, 2.0), procs_with(token)
 
 
 def test_output_of_exactly_the_cap_is_not_cut(fc, sup):

@@ -266,3 +266,32 @@ def test_the_supervisor_cannot_be_traced_by_the_command(web02):
     os.close(w)
     assert os.read(r, 8) == b"0"
     os.waitpid(pid, 0)
+
+
+def test_a_bug_in_the_supervisor_kills_the_command_before_it_propagates(web02, monkeypatch):
+    # fail closed after the fork: whatever goes wrong while watching, the command does not
+    # run on unwatched
+    from diag_wrapper import supervise
+    from diag_wrapper.plan import plan
+
+    token = f"T{os.getpid()}bug"
+    p = plan(b"uptime", web02)._replace(executable="/bin/sh", exec_argv=("sh", "-c", f"sleep 30; : {token}"))
+
+    def broken(*args, **kw):
+        deadline = time.monotonic() + 5
+        while not procs_with(token) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not procs_with(token):
+            os._exit(4)  # the command never ran: nothing shown
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(supervise, "_supervise", broken)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            supervise.run(p, 1 << 20)
+        except RuntimeError:
+            os._exit(3)
+        os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 3
+    assert _gone(token, 2.0), procs_with(token)

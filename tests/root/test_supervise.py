@@ -275,7 +275,7 @@ def test_a_bug_in_the_supervisor_kills_the_command_before_it_propagates(web02, m
     from diag_wrapper.plan import plan
 
     token = f"T{os.getpid()}bug"
-    p = plan(b"uptime", web02)._replace(executable="/bin/sh", exec_argv=("sh", "-c", f"sleep 30; : {token}"))
+    p = plan(b"uptime", web02)._replace(executable="/bin/sh", exec_argv=("sh", "-c", f"/bin/sleep 30; : {token}"))
 
     def broken(*args, **kw):
         deadline = time.monotonic() + 5

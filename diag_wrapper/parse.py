@@ -34,7 +34,10 @@ from typing import NamedTuple
 from . import _bashlex
 from .model import Deny
 
-__all__ = ["parse_command"]
+__all__ = ["parse_command", "parse_pipeline"]
+
+#: Stages a pipeline may have: the command and up to seven filters.
+MAX_STAGES = 8
 
 # Words bash treats as reserved when they appear unquoted in command position.
 _RESERVED = frozenset(
@@ -152,7 +155,11 @@ def _unquoted_special(text: str, i: int) -> Deny | None:
     if ch == "|":
         if nxt == "|":
             return Deny("parse.list", "'||' joins commands; run one command per connection")
-        return Deny("parse.pipeline", "pipelines are not allowed; run one command and filter the output locally")
+        if nxt == "&":
+            return Deny("parse.pipeline", "'|&' would pipe standard error too; use '|' (standard error comes back"
+                        " over SSH as it is)")
+        return Deny("parse.pipeline", "a pipe is allowed only between a command and filters; send"
+                    " 'COMMAND | FILTER ...' (see 'help')")
     if ch in "<>":
         if nxt == "(":
             return Deny("parse.process-substitution", f"process substitution {ch}(...) is not allowed; run commands one at a time")
@@ -174,20 +181,35 @@ def _unquoted_special(text: str, i: int) -> Deny | None:
     return None
 
 
-def _scan(text: str) -> list[_Word]:
-    """Split ``text`` into words by bash tokenising and quote-removal rules.
+def _is_pipe(text: str, i: int) -> bool:
+    """An unquoted ``|`` at text[i] that is a pipe (not ``||`` nor ``|&``)."""
+    return text[i] == "|" and text[i + 1 : i + 2] not in ("|", "&")
 
-    Raises Deny for any unquoted special character, for expansions inside
-    double quotes and for unterminated quoting.
+
+def _scan(text: str, pipes: bool = False) -> list[list[_Word]]:
+    """Split ``text`` into stages of words by bash tokenising and quote-removal rules.
+
+    Without ``pipes`` there is one stage and an unquoted ``|`` is refused like any other
+    operator; with it, a plain ``|`` ends a stage. Raises Deny for any other unquoted
+    special character, for expansions inside double quotes, for unterminated quoting and
+    for an empty stage.
     """
-    words: list[_Word] = []
+    stages: list[list[_Word]] = [[]]
+    words = stages[0]
     i, n = 0, len(text)
     while i < n:
         if text[i] == " ":
             i += 1
             continue
+        if pipes and _is_pipe(text, i):
+            if not words:
+                raise Deny("parse.syntax", "'|' with no command before it; send 'COMMAND | FILTER'")
+            words = []
+            stages.append(words)
+            i += 1
+            continue
         start, out = i, []
-        while i < n and text[i] != " ":
+        while i < n and text[i] != " " and not (pipes and _is_pipe(text, i)):
             ch = text[i]
             if ch == "\\":
                 if i + 1 >= n:
@@ -228,7 +250,9 @@ def _scan(text: str) -> list[_Word]:
                 out.append(ch)
                 i += 1
         words.append(_Word(start, i, "".join(out)))
-    return words
+    if not words and len(stages) > 1:
+        raise Deny("parse.syntax", "'|' with no command after it; name the filter, e.g. '| grep PATTERN'")
+    return stages
 
 
 def _check_command_position(text: str) -> None:
@@ -259,8 +283,9 @@ _KIND_CODES = {
 }
 
 
-def _bashlex_words(text: str) -> list[_Word]:
-    """Parse with bashlex and require one simple command of plain words."""
+def _bashlex_words(text: str, pipes: bool) -> list[list[_Word]]:
+    """Parse with bashlex and require one simple command of plain words, or a pipeline
+    (``|`` only) of such commands; the words of each stage."""
     try:
         nodes = _bashlex.parse(text)
     except Exception as exc:  # bashlex raises ParsingError, NotImplementedError, AttributeError, ...
@@ -268,6 +293,20 @@ def _bashlex_words(text: str) -> list[_Word]:
     if not isinstance(nodes, list) or len(nodes) != 1:
         raise Deny("parse.list", "not exactly one command; run one command per connection")
     top = nodes[0]
+    kind = getattr(top, "kind", None)
+    if kind == "pipeline" and pipes:
+        parts = list(getattr(top, "parts", []))
+        commands = parts[0::2]
+        pipes = parts[1::2]
+        if len(parts) % 2 == 0 or any(getattr(p, "kind", None) != "pipe" or getattr(p, "pipe", None) != "|"
+                                      for p in pipes):
+            raise Deny("parse.pipeline", "bashlex parsed a pipeline with something but '|' between its commands;"
+                       " use '|' between a command and its filters")
+        return [_command_words(text, c) for c in commands]
+    return [_command_words(text, top)]
+
+
+def _command_words(text: str, top: object) -> list[_Word]:
     kind = getattr(top, "kind", None)
     if kind != "command":
         code = _KIND_CODES.get(str(kind), "parse.compound")
@@ -277,7 +316,7 @@ def _bashlex_words(text: str) -> list[_Word]:
             code = "parse.background"
         raise Deny(code, f"bashlex parsed a {kind}, not one simple command; send one simple command")
     words: list[_Word] = []
-    for part in top.parts:
+    for part in getattr(top, "parts", []):
         pkind = getattr(part, "kind", None)
         if pkind != "word":
             raise Deny(_KIND_CODES.get(str(pkind), "parse.mismatch"), f"bashlex parsed a {pkind} in the command; only plain words are allowed")
@@ -289,41 +328,66 @@ def _bashlex_words(text: str) -> list[_Word]:
         if not isinstance(part.word, str):
             raise Deny("parse.mismatch", "bashlex produced a non-text word; quote the words simply")
         words.append(_Word(start, end, part.word))
+    if not words:
+        raise Deny("parse.mismatch", "bashlex parsed a command without words; send one simple command")
     return words
 
 
-def _cross_check(text: str, ours: list[_Word], theirs: list[_Word]) -> None:
-    # Nothing but spaces outside the word spans (bashlex drops comments etc.).
+def _cross_check(text: str, ours: list[list[_Word]], theirs: list[list[_Word]]) -> None:
+    # Nothing but spaces outside the word spans (bashlex drops comments etc.), and exactly
+    # one '|' between the last word of a stage and the first of the next.
     prev = 0
-    for w in theirs:
-        if not (prev <= w.start < w.end <= len(text)) or text[prev : w.start].strip(" "):
-            raise Deny("parse.mismatch", "bashlex skipped part of the command; quote unusual characters")
-        # Each bashlex word's source slice, read by our rules, is one word equal to bashlex's.
-        mine = _scan(text[w.start : w.end])
-        if len(mine) != 1 or mine[0].literal != w.literal:
-            raise Deny("parse.mismatch", f"word {text[w.start:w.end]!r} is read differently by bashlex and the checker; quote it more simply, e.g. one pair of single quotes")
-        prev = w.end
+    for k, stage in enumerate(theirs):
+        for j, w in enumerate(stage):
+            gap = text[prev : w.start].strip(" ") if prev <= w.start else "?"
+            if not (prev <= w.start < w.end <= len(text)) or gap != ("|" if k and not j else ""):
+                raise Deny("parse.mismatch", "bashlex skipped part of the command; quote unusual characters")
+            # Each bashlex word's source slice, read by our rules, is one word equal to bashlex's.
+            mine = _scan(text[w.start : w.end])[0]
+            if len(mine) != 1 or mine[0].literal != w.literal:
+                raise Deny("parse.mismatch", f"word {text[w.start:w.end]!r} is read differently by bashlex and the checker; quote it more simply, e.g. one pair of single quotes")
+            prev = w.end
     if text[prev:].strip(" ") or ours != theirs:
         raise Deny("parse.mismatch", "bashlex and the checker split the command into different words; quote it more simply")
 
 
-def _parse(raw: bytes, max_bytes: int) -> tuple[str, ...]:
+def _parse(raw: bytes, max_bytes: int, pipes: bool) -> tuple[tuple[str, ...], ...]:
     text = _check_input(raw, max_bytes)
     if not text.strip(" "):
         raise Deny("parse.empty", "no command given; run 'help' to see what is allowed")
     _check_command_position(text)
-    ours = _scan(text)
-    theirs = _bashlex_words(text)
+    ours = _scan(text, pipes)
+    if len(ours) > MAX_STAGES:
+        raise Deny("parse.pipeline", f"a pipeline of {len(ours)} stages; at most {MAX_STAGES} (a command and"
+                   f" {MAX_STAGES - 1} filters)")
+    for stage in ours[1:]:
+        _check_command_position(text[stage[0].start :])
+    theirs = _bashlex_words(text, pipes)
     _cross_check(text, ours, theirs)
-    argv = tuple(w.literal for w in ours)
-    if not argv or argv[0] == "":
-        raise Deny("parse.empty", "empty command name; start with the command to run")
-    if argv[0].startswith("%"):
-        # bash treats such a name, even quoted, as a job spec and runs `fg`.
-        raise Deny("parse.reserved-word", "a command name starting with '%' is a job specification in bash; name the command")
-    if "=" in argv[0]:
-        raise Deny("parse.assignment", "a command name containing '=' looks like an assignment; name the command only")
-    return argv
+    stages = tuple(tuple(w.literal for w in stage) for stage in ours)
+    for argv in stages:
+        if not argv or argv[0] == "":
+            raise Deny("parse.empty", "empty command name; start with the command to run")
+        if argv[0].startswith("%"):
+            # bash treats such a name, even quoted, as a job spec and runs `fg`.
+            raise Deny("parse.reserved-word", "a command name starting with '%' is a job specification in bash; name the command")
+        if "=" in argv[0]:
+            raise Deny("parse.assignment", "a command name containing '=' looks like an assignment; name the command only")
+    return stages
+
+
+def parse_pipeline(raw: bytes, max_bytes: int = 4096) -> tuple[tuple[str, ...], ...]:
+    """The argv of each stage of ``raw``: one simple command, or ``CMD | CMD ...`` (at most
+    :data:`MAX_STAGES`); raise Deny otherwise. Which stage may be what is match's business.
+
+    Raises only ``Deny`` (codes ``input.*`` and ``parse.*``).
+    """
+    try:
+        return _parse(raw, max_bytes, pipes=True)
+    except Deny:
+        raise
+    except Exception as exc:  # defence: a parser bug must refuse, never crash
+        raise Deny("parse.syntax", f"command could not be parsed ({type(exc).__name__}); send one simple command of plain words") from None
 
 
 def parse_command(raw: bytes, max_bytes: int = 4096) -> tuple[str, ...]:
@@ -332,7 +396,7 @@ def parse_command(raw: bytes, max_bytes: int = 4096) -> tuple[str, ...]:
     Raises only ``errors.Deny`` (codes ``input.*`` and ``parse.*``).
     """
     try:
-        return _parse(raw, max_bytes)
+        return _parse(raw, max_bytes, pipes=False)[0]
     except Deny:
         raise
     except Exception as exc:  # defence: a parser bug must refuse, never crash

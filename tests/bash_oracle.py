@@ -63,3 +63,46 @@ def bash_argv(command: str, argv0: str) -> tuple[str, ...] | None:
         recorded = [f.decode("utf-8", "surrogateescape") for f in fields[:-1]]
         assert recorded[0] == str(bindir / argv0), f"bash ran {recorded[0]!r}, not the recorder for {argv0!r}"
         return tuple(recorded[1:])
+
+
+# Each stage copies what the stages before it recorded, then adds its own record: what
+# comes out of the pipeline is every stage's argv, in order (stage 1 reads /dev/null).
+PIPE_RECORDER = "#!/bin/bash\n/bin/cat\nprintf '%s\\0' \"$0\" \"$@\"\nprintf '\\1'\n"
+
+
+def bash_pipeline_argvs(command: str, names: tuple[str, ...]) -> tuple[tuple[str, ...], ...] | None:
+    """What bash hands to execve for each stage of the pipeline ``command`` (argv[1:] each),
+    with a recorder installed under every name in ``names``; None if bash ran none."""
+    for name in names:
+        if not name or "/" in name or name in (".", "..") or "\x00" in name:
+            raise OracleSkip(name)
+    with tempfile.TemporaryDirectory(prefix="bash-oracle-") as tmp:
+        root = Path(tmp)
+        bindir, work = root / "bin", root / "work"
+        bindir.mkdir()
+        work.mkdir()
+        recorder = root / "recorder"
+        recorder.write_text(PIPE_RECORDER)
+        recorder.chmod(0o755)
+        for name in set(names):
+            try:
+                os.symlink(recorder, bindir / name)
+            except (OSError, UnicodeEncodeError) as exc:
+                raise OracleSkip(name) from exc
+        disable = " ".join(shlex.quote(n) for n in sorted(set(names)))
+        prefix = f"shopt -s failglob extglob; set -u; enable -n -- {disable} 2>/dev/null\n"
+        out = subprocess.run(
+            [BASH, "--norc", "--noprofile", "-c", prefix + command],
+            env={"PATH": str(bindir)}, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, timeout=20, check=False,
+        ).stdout
+        if not out:
+            return None
+        stages = []
+        for rec in out.split(b"\1")[:-1]:
+            fields = rec.split(b"\0")
+            assert fields[-1] == b"", "recorder output not NUL-terminated"
+            words = [f.decode("utf-8", "surrogateescape") for f in fields[:-1]]
+            assert words[0].startswith(str(bindir) + "/"), f"bash ran {words[0]!r}, not a recorder"
+            stages.append(tuple(words))
+        return tuple((s[0].rsplit("/", 1)[1], *s[1:]) for s in stages)

@@ -1,0 +1,159 @@
+"""The redaction net: mask secrets that land in a command's output by accident.
+
+A net, not a boundary. What keeps secrets from the agent is the deny list and the kernel
+wall; this catches the key pasted into a log line, the database URL with its password in
+a unit file, a bearer token an error message quotes. A reader who wants to get past it can
+(``cut -c``, ``grep -o`` a character at a time), and every such command is in the journal.
+
+Patterns come from the policy (``[redact.patterns.NAME]``), each with a name:
+
+* a *line* pattern (``regex``): each match, or only its ``secret`` group when it has one,
+  becomes ``[redacted:NAME]``;
+* a *block* pattern (``begin`` .. ``end``, a PEM private key): everything from the begin
+  marker to the end marker becomes one ``[redacted:NAME]``; if the end never comes, nothing
+  after the begin marker is passed on.
+
+Every pattern has ``hints``: literals (compared in lower case) one of which is in every
+match. A chunk that holds none of a pattern's hints is not searched for it, which is what
+makes the net cheap on ordinary output (bench/RESULTS.md).
+
+Streaming: text is masked a whole line at a time, so a secret split across two reads is
+still one match. A line longer than ``max_line`` bytes is cut at its last blank before
+that (tokens hold no blanks), or, with none, where it stands; memory stays bounded by
+about ``max_line`` plus one read whatever the output is.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, NamedTuple
+
+
+class Pattern(NamedTuple):
+    name: str
+    regex: "re.Pattern[bytes] | None"  # a line pattern
+    begin: "re.Pattern[bytes] | None"  # a block pattern: begin .. end
+    end: "re.Pattern[bytes] | None"
+    hints: tuple[bytes, ...]  # lower case; one is in every match
+
+    @property
+    def marker(self) -> bytes:
+        return b"[redacted:" + self.name.encode() + b"]"
+
+
+def compile_pattern(name: str, regex: str | None = None, begin: str | None = None, end: str | None = None,
+                    hints: tuple[str, ...] = ()) -> Pattern:
+    """A pattern from policy text; ValueError saying what is wrong."""
+    if (regex is None) == (begin is None) or (begin is None) != (end is None):
+        raise ValueError("give either regex, or begin and end")
+    if not hints or any(not h or h != h.lower() for h in hints):
+        raise ValueError("hints must be a non-empty list of non-empty lower-case literals")
+
+    def comp(text: str | None, what: str) -> "re.Pattern[bytes] | None":
+        if text is None:
+            return None
+        try:
+            compiled = re.compile(text.encode(), re.MULTILINE)
+        except re.error as exc:
+            raise ValueError(f"{what} is not a valid regular expression: {exc}") from None
+        if compiled.match(b""):
+            raise ValueError(f"{what} matches the empty string")
+        return compiled
+
+    return Pattern(name, comp(regex, "regex"), comp(begin, "begin"), comp(end, "end"),
+                   tuple(h.encode() for h in hints))
+
+
+def _replacer(p: Pattern) -> Callable[["re.Match[bytes]"], bytes]:
+    assert p.regex is not None
+    mark = p.marker
+    if "secret" not in p.regex.groupindex:
+        return lambda m: mark
+
+    def repl(m: "re.Match[bytes]") -> bytes:
+        s, e = m.span("secret")
+        if s < 0:
+            return mark
+        whole, base = m.group(0), m.start()
+        return whole[: s - base] + mark + whole[e - base :]
+
+    return repl
+
+
+class Redactor:
+    """One output stream's net: ``feed`` chunks, ``flush`` at the end; ``counts`` by name."""
+
+    def __init__(self, patterns: tuple[Pattern, ...], max_line: int = 1 << 16) -> None:
+        self.lines = tuple((p, _replacer(p)) for p in patterns if p.regex is not None)
+        self.blocks = tuple(p for p in patterns if p.begin is not None)
+        self.max_line = max_line
+        self.buf = b""
+        self.inside: Pattern | None = None  # a block whose end has not come yet
+        self.counts: dict[str, int] = {}
+
+    def feed(self, data: bytes) -> bytes:
+        """What can be passed on now: the masked text up to the last whole line."""
+        buf = self.buf + data if self.buf else data
+        cut = buf.rfind(b"\n") + 1
+        if not cut:
+            if len(buf) < self.max_line:
+                self.buf = buf
+                return b""
+            cut = max(buf.rfind(b" "), buf.rfind(b"\t")) + 1 or len(buf)
+        self.buf = buf[cut:]
+        return self._mask(buf[:cut])
+
+    def flush(self) -> bytes:
+        """The rest, at the end of the stream."""
+        rest, self.buf = self.buf, b""
+        return self._mask(rest) if rest else b""
+
+    def _count(self, p: Pattern, n: int = 1) -> None:
+        self.counts[p.name] = self.counts.get(p.name, 0) + n
+
+    def _mask(self, text: bytes) -> bytes:
+        out: list[bytes] = []
+        pos = 0
+        low = text.lower() if self.blocks else b""
+        while pos <= len(text):
+            if self.inside is not None:
+                assert self.inside.end is not None
+                m = self.inside.end.search(text, pos)
+                if m is None:
+                    break  # still inside: nothing of the rest is passed on
+                pos, self.inside = m.end(), None
+                continue
+            first: tuple[Pattern, re.Match[bytes]] | None = None
+            for p in self.blocks:
+                if any(h in low for h in p.hints):
+                    assert p.begin is not None
+                    m = p.begin.search(text, pos)
+                    if m is not None and (first is None or m.start() < first[1].start()):
+                        first = (p, m)
+            if first is None:
+                out.append(self._lines(text[pos:]))
+                break
+            p, m = first
+            out += (self._lines(text[pos : m.start()]), p.marker)
+            self._count(p)
+            pos, self.inside = m.end(), p
+        return b"".join(out)
+
+    def _lines(self, text: bytes) -> bytes:
+        if not text or not self.lines:
+            return text
+        low = text.lower()
+        for p, repl in self.lines:
+            if any(h in low for h in p.hints):
+                assert p.regex is not None
+                text, n = p.regex.subn(repl, text)
+                if n:
+                    self._count(p, n)
+        return text
+
+
+def mask(patterns: tuple[Pattern, ...], text: bytes) -> tuple[bytes, dict[str, int]]:
+    """All of ``text`` through a fresh net (the policy's example check, tests)."""
+    r = Redactor(patterns)
+    out = r.feed(text) + r.flush()
+    return out, r.counts

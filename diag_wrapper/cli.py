@@ -111,7 +111,8 @@ def check(args: list[str]) -> int:
         elif p.decision == DENY:
             print(denial(p, None))
         else:
-            print(f"{p.decision}: {' '.join(p.exec_argv) or ' '.join(p.argv)}" + (f" [rule {p.rule}]" if p.rule else "")
+            words = " | ".join(" ".join(a) for a in (p.exec_argv or p.argv, *(f.exec_argv for f in p.filters)))
+            print(f"{p.decision}: {words}" + (f" [rule {p.rule}]" if p.rule else "")
                   + f" [layers {','.join(p.layers)}]" * bool(p.layers))
     return status
 
@@ -131,6 +132,10 @@ def as_json(p) -> dict:
         "layers": list(p.layers),
         "pass_fds": list(p.pass_fds),
         "wall": list(p.wall),
+        "filters": [{"rule": f.rule, "argv": list(f.argv), "exec_argv": list(f.exec_argv), "executable": f.executable}
+                    for f in p.filters],
+        "max_output": p.max_output,
+        "redact": [r.name for r in p.redact],
     }
 
 

@@ -25,12 +25,18 @@ class Match(NamedTuple):
     options: tuple[tuple[Option, "str | None"], ...] = ()  # the options given, with their values
 
 
-def match(argv: tuple[str, ...], policy: Policy) -> Match:
+def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
+    """The rule ``argv`` matches among the commands, or (``filter``: a stage after '|')
+    among the filters; Deny otherwise."""
     name = argv[0]
     if "/" in name:
         base = name.rstrip("/").rsplit("/", 1)[-1]
         raise Deny("match.path-command", f"commands are named, not given as paths: use {base!r}, not {name!r}")
-    cmd = policy.commands.get(name)
+    table = policy.filters if filter else policy.commands
+    cmd = table.get(name)
+    if cmd is None and filter:
+        raise Deny("match.not-a-filter", f"{name!r} cannot follow '|'; the filters, which read only what comes"
+                   f" through the pipe, are: {', '.join(sorted(table)) or '(none)'} (send 'help')")
     if cmd is None:
         raise Deny(
             "match.unknown-command",
@@ -38,6 +44,9 @@ def match(argv: tuple[str, ...], policy: Policy) -> Match:
         )
     used, positionals = _tokenize(cmd, argv[1:])
     rule, form, rest = _subcommand(cmd, [w for w, _ in positionals])
+    if filter and len(rest) > sum(s.max for s in form.args):
+        raise Deny("match.too-many-args", f"{rule!r} after '|' reads only the pipe: no file operands"
+                   f" ({' '.join(rest[:3])}); it takes {_usage(form.args)}", rule)
     where = [i for _, i in positionals[len(positionals) - len(rest):]]
     allowed = set(cmd.form.options) | set(form.options)
     for opt, spelled, _, _ in used:

@@ -8,7 +8,7 @@ audit, execute) only consume a :class:`Plan`.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 # Every deny code, in the order of README.md's table ("Deny codes"); a test compares the
 # two both ways, and another that every ``Deny("...")`` in the package names one of these.
@@ -20,7 +20,7 @@ CODES = tuple("""
     parse.glob parse.brace parse.tilde parse.comment parse.history parse.syntax parse.mismatch parse.empty
     match.unknown-command match.path-command match.missing-subcommand match.unknown-subcommand
     match.unknown-option match.abbreviated-option match.missing-value match.unexpected-value
-    match.bad-value match.too-few-args match.too-many-args match.bad-combination
+    match.bad-value match.too-few-args match.too-many-args match.bad-combination match.not-a-filter
     path.denied path.tree-contains-denied path.unopenable path.changed path.hardlinked path.not-regular
     path.kernel-file path.unstable
     policy.error policy.insecure audit.unavailable exec.not-found setup.not-isolated
@@ -71,6 +71,15 @@ class PathCheck(NamedTuple):
     index: int | None = None
 
 
+class Stage(NamedTuple):
+    """A filter after ``|``: matched in the policy's ``[filters]``, reading standard input only."""
+
+    rule: str
+    argv: tuple[str, ...]
+    exec_argv: tuple[str, ...]
+    executable: str
+
+
 ALLOW = "allow"
 DENY = "deny"
 HELP = "help"
@@ -100,6 +109,9 @@ class Plan(NamedTuple):
     wall: tuple[str, ...] = ()  # what the kernel wall covers; () when no wall is planned
     unstable: str | None = None  # why a name is unstable: the deny if the planned wall fails
     fds: tuple[int, ...] = ()  # descriptors the command inherits (filled in by the effects)
+    filters: tuple[Stage, ...] = ()  # the stages after '|', in order; stdin of each is the one before
+    redact: tuple[Any, ...] = ()  # the redaction net's patterns (redact.Pattern); () when it is off
+    redact_max_line: int = 1 << 16
 
     @property
     def allowed(self) -> bool:

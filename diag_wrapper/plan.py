@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from . import match, parse
 from .deny import DenyList, Host, RealHost, for_policy
-from .model import ALLOW, HELP, Deny, PathCheck, Plan, denied
+from .model import ALLOW, HELP, Deny, PathCheck, Plan, Stage, denied
 from .policy import Policy
 
 BASE_ENV = {
@@ -32,15 +32,43 @@ def plan(raw: bytes, policy: Policy, host: Host | None = None) -> Plan:
     """The whole decision for one command string on ``host`` (None: this one). Never raises."""
     argv: tuple[str, ...] = ()
     try:
-        argv = parse.parse_command(raw, policy.settings.max_command_bytes)
-        if argv[0] == "help" and len(argv) <= 2:
+        stages = parse.parse_pipeline(raw, policy.settings.max_command_bytes)
+        argv = stages[0]
+        if argv[0] == "help" and len(argv) <= 2 and len(stages) == 1:
             return Plan(HELP, "help", "help requested", raw, rule="help", argv=argv)
-        return _allowed(raw, argv, policy, host)
+        p = _in_stage(1, stages, lambda: _allowed(raw, argv, policy, host))
+        if len(stages) == 1:
+            return p
+        view = host if host is not None else RealHost()
+        filters = tuple(_in_stage(k, stages, lambda: _filter(stage, policy, view))
+                        for k, stage in enumerate(stages[1:], 2))
+        return p._replace(filters=filters, layers=(*p.layers, "pipeline"),
+                          reason=f"{p.reason}, then {' | '.join(f.rule for f in filters)}")
     except Deny as d:
         return denied(raw, d.code, d.message, d.rule, argv)
     except Exception as exc:  # fail closed: a bug is a deny, never a traceback
         return denied(raw, "internal.error", f"internal error ({type(exc).__name__}); nothing was executed",
                       None, argv)
+
+
+def _in_stage(k: int, stages: tuple[tuple[str, ...], ...], decide):  # type: ignore[no-untyped-def]
+    """``decide()``; in a pipeline, a deny names the stage it is about."""
+    try:
+        return decide()
+    except Deny as d:
+        if len(stages) == 1:
+            raise
+        name = stages[k - 1][0]
+        rule = d.rule if k == 1 else f"| {d.rule or name}"  # a filter's rule: "| grep"
+        raise Deny(d.code, f"stage {k} of the pipeline ({name}): {d.message}", rule) from None
+
+
+def _filter(argv: tuple[str, ...], policy: Policy, host: Host) -> Stage:
+    """A stage after '|': a filter of the policy; it names no path (the loader sees to that)."""
+    m = match.match(argv, policy, filter=True)
+    assert not m.paths, "a filter with a path value passed the loader"
+    exec_argv = (argv[0], *m.command.forced_args, *match.defaults(m), *argv[1:])
+    return Stage(m.rule, argv, exec_argv, _executable(argv[0], policy.settings.search_path, host))
 
 
 def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | None) -> Plan:
@@ -89,6 +117,7 @@ def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | Non
         executable=executable, env={"PATH": ":".join(s.search_path), **BASE_ENV, **cmd.env},
         timeout=timeout, max_output=cmd.max_output_bytes or s.max_output_bytes, paths=checks, layers=tuple(layers),
         rlimits=rlimits(policy, cmd.memory_mb, timeout), pass_fds=pass_fds, wall=wall, unstable=unstable,
+        redact=policy.redact if cmd.redact else (), redact_max_line=policy.redact_max_line,
     )
 
 

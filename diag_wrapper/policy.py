@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
 from .model import InsecurePolicy, PolicyError
+from .redact import Pattern, compile_pattern, mask
 from .valuetypes import KINDS, ValueType, compile_regex
 
 DEFAULT_POLICY = "/etc/diag-wrapper/policy.toml"
@@ -117,6 +118,7 @@ class Command(NamedTuple):
     reads: str = "names"  # "content": its path values must be regular files or directories
     memory_mb: int | None = None  # RLIMIT_DATA, overrides settings.memory_mb
     max_output_bytes: int | None = None  # overrides settings.max_output_bytes
+    redact: bool = True  # its output goes through the redaction net (README "The redaction net")
 
 
 class Example(NamedTuple):
@@ -146,6 +148,9 @@ class Policy(NamedTuple):
     deny: tuple[DenyEntry, ...]
     examples: tuple[Example, ...]
     sources: tuple[str, ...]  # files read, in load order
+    filters: Mapping[str, Command] = MappingProxyType({})  # what may follow '|': standard input only
+    redact: tuple[Pattern, ...] = ()  # the redaction net, in policy order
+    redact_max_line: int = 1 << 16  # bytes of one line the net holds before it cuts the line
 
 
 # --------------------------------------------------------------------------- helpers
@@ -343,12 +348,12 @@ def _form(where: str, table: Any, named: Mapping[str, ValueType], extra: set[str
                 _str_list(f"{where}.no_args_with", table.get("no_args_with", [])))
 
 
-def _command(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
-    where = f"commands.{name}"
+def _command(name: str, table: Any, named: Mapping[str, ValueType], where: str = "") -> Command:
+    where = where or f"commands.{name}"
     if not _COMMAND_NAME.fullmatch(name):
         raise _fail(where, "a command is named by its bare program name (no '/')")
     extra = {"subcommands", "forced_args", "env", "timeout", "option_style", "short_clusters", "reads", "memory_mb",
-             "max_output_bytes"}
+             "max_output_bytes", "redact"}
     form = _form(where, table, named, extra)
     subs: dict[tuple[str, ...], Form] = {}
     raw_subs = table.get("subcommands", {})
@@ -411,7 +416,59 @@ def _command(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
         memory_mb=memory,
         max_output_bytes=None if table.get("max_output_bytes") is None else
         _int(f"{where}.max_output_bytes", table["max_output_bytes"], 4096, 1 << 30),
+        redact=_typed(f"{where}.redact", table.get("redact", True), bool, "a boolean"),
     )
+
+
+_FILTER_KEYS = frozenset({"summary", "options", "args", "defaults", "no_args_with", "forced_args", "option_style",
+                          "short_clusters"})
+
+
+def _filter(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
+    """A filter: a command that may follow '|' and reads only its standard input. So no
+    value of it may be a path, nothing recursive (grep -r with no operand walks '.'), no
+    subcommands, and the limits are the pipeline's (its first command's)."""
+    where = f"filters.{name}"
+    _keys(where, table, set(_FILTER_KEYS))
+    cmd = _command(name, table, named, where)
+    for opt in cmd.index.values():
+        if opt.recursive or (opt.value is not None and opt.value.path_kind):
+            raise _fail(where, f"{opt.names[0]} names a path or recurses; a filter reads only standard input")
+    for slot in cmd.form.args:
+        if slot.type.path_kind:
+            raise _fail(where, f"argument {slot.name} is a path; a filter reads only standard input")
+    return cmd
+
+
+def _redaction(where: str, table: Any, out: dict[str, Pattern]) -> int | None:
+    """``[redact]``: ``max_line_bytes`` and ``patterns.NAME``; each pattern's ``examples``
+    must come out masked and its ``keeps`` unchanged, or the policy does not load."""
+    _keys(where, table, {"max_line_bytes", "patterns"})
+    max_line = None if "max_line_bytes" not in table else _int(f"{where}.max_line_bytes", table["max_line_bytes"],
+                                                              4096, 1 << 20)
+    for name, spec in _typed(f"{where}.patterns", table.get("patterns", {}), dict, "a table of patterns").items():
+        w = f"{where}.patterns.{name}"
+        if not _COMMAND_NAME.fullmatch(name):
+            raise _fail(w, "a pattern is named in lower case: letters, digits, '-'")
+        _keys(w, spec, {"regex", "begin", "end", "hints", "examples", "keeps", "why"}, {"hints", "examples", "why"})
+        text = {k: _typed(f"{w}.{k}", spec[k], str, "a string") for k in ("regex", "begin", "end") if k in spec}
+        try:
+            p = compile_pattern(name, hints=_str_list(f"{w}.hints", spec["hints"]), **text)
+        except ValueError as exc:
+            raise _fail(w, str(exc)) from None
+        _typed(f"{w}.why", spec["why"], str, "a string")
+        examples = _str_list(f"{w}.examples", spec["examples"])
+        if not examples:
+            raise _fail(w, "examples must show at least one text the pattern masks")
+        for e in examples:
+            masked, counts = mask((p,), e.encode())
+            if not counts.get(name):
+                raise _fail(w, f"example {e!r} is not masked by this pattern (regex or hints wrong)")
+        for k in _str_list(f"{w}.keeps", spec.get("keeps", [])):
+            if mask((p,), k.encode())[1]:
+                raise _fail(w, f"keeps {k!r} is masked by this pattern")
+        out[name] = p
+    return max_line
 
 
 # --------------------------------------------------------------------------- files
@@ -445,7 +502,7 @@ def _collect(path: str, stack: tuple[str, ...], out: list[tuple[str, dict]], roo
     if len(stack) > _MAX_INCLUDE_DEPTH:
         raise PolicyError(f"{path}: includes nest deeper than {_MAX_INCLUDE_DEPTH}")
     data = _read(path, root_only)
-    _keys(path, data, {"include", "settings", "types", "deny", "commands", "examples"})
+    _keys(path, data, {"include", "settings", "types", "deny", "commands", "filters", "redact", "examples"})
     for inc in _str_list(f"{path}: include", data.get("include", [])):
         target = inc if os.path.isabs(inc) else os.path.join(os.path.dirname(path), inc)
         _collect(target, stack + (real,), out, root_only)
@@ -462,6 +519,9 @@ def load(path: str, root_only: bool = False) -> Policy:
     settings: dict[str, Any] = {}
     named: dict[str, ValueType] = {}
     commands: dict[str, Command] = {}
+    filters: dict[str, Command] = {}
+    patterns: dict[str, Pattern] = {}
+    max_line = Policy._field_defaults["redact_max_line"]
     deny: list[DenyEntry] = []
     examples: list[Example] = []
     for src, data in files:
@@ -488,6 +548,13 @@ def load(path: str, root_only: bool = False) -> Policy:
                 commands[name] = _command(name, table, named)
             except PolicyError as exc:
                 raise PolicyError(f"{src}: {exc}") from None
+        for name, table in _typed(f"{src}: filters", data.get("filters", {}), dict, "a table of filters").items():
+            try:
+                filters[name] = _filter(name, table, named)
+            except PolicyError as exc:
+                raise PolicyError(f"{src}: {exc}") from None
+        if "redact" in data:
+            max_line = _redaction(f"{src}: redact", data["redact"], patterns) or max_line
         for i, e in enumerate(_typed(f"{src}: examples", data.get("examples", []), list, "a list of examples")):
             w = f"{src}: examples[{i}]"
             _keys(w, e, {"command", "decision", "code"}, {"command", "decision"})
@@ -504,6 +571,9 @@ def load(path: str, root_only: bool = False) -> Policy:
         deny=tuple(deny),
         examples=tuple(examples),
         sources=tuple(src for src, _ in files),
+        filters=MappingProxyType(filters),
+        redact=tuple(patterns.values()),
+        redact_max_line=max_line,
     )
 
 

@@ -21,7 +21,8 @@ POLICY_DIR = REPO / "policy"
 
 def write_stub_policy(dest: Path, base: str, bindir: Path, extra: str = "") -> Path:
     bindir.mkdir(parents=True, exist_ok=True)
-    for name in load(str(POLICY_DIR / base)).commands:
+    shipped = load(str(POLICY_DIR / base))
+    for name in (*shipped.commands, *shipped.filters):
         stub = bindir / name
         if not stub.exists():
             stub.write_text("#!/bin/sh\nexit 0\n")

@@ -50,7 +50,7 @@ def test_an_unregistered_code_is_a_bug_not_a_new_kind_of_deny():
 # --------------------------------------------------------------------------- forward-only modules
 
 # The package's modules in data-flow order: each may import only those before it.
-ORDER = ["model", "_bashlex_tables", "_bashlex", "valuetypes", "policy", "parse", "match", "deny", "plan",
+ORDER = ["model", "_bashlex_tables", "_bashlex", "valuetypes", "redact", "policy", "parse", "match", "deny", "plan",
          "helptext", "lint", "limits", "sandbox", "audit", "execute", "supervise", "run", "cli", "__main__"]
 
 

@@ -378,7 +378,7 @@ DENIED = [
     ("ls && id", "parse.list"),
     ("ls || id", "parse.list"),
     ("ls & id", "parse.background"),
-    ("ls | sh", "parse.pipeline"),
+    ("ls | sh", "match.not-a-filter"),
     ("cat /etc/hostname > /tmp/x", "parse.redirect"),
     ("cat < /etc/shadow", "parse.redirect"),
     ("cat <<EOF", "parse.heredoc"),

@@ -134,7 +134,7 @@ DENIED_COMMANDS = [
     ("ls && touch {m}/and", "parse.list"),
     ("ls || touch {m}/or", "parse.list"),
     ("ls & touch {m}/bg", "parse.background"),
-    ("ls | tee {m}/pipe", "parse.pipeline"),
+    ("ls | tee {m}/pipe", "match.not-a-filter"),
     ("ls > {m}/redirect", "parse.redirect"),
     ("cat $(touch {m}/subst)", "parse.command-substitution"),
     ("cat `touch {m}/backtick`", "parse.command-substitution"),

@@ -270,6 +270,7 @@ def add_decision(logger: Any, method: str, event: dict[str, Any]) -> dict[str, A
         [{"value": p.value, "resolved": p.resolved, "kind": p.kind} for p in d.paths]
     ) if d.paths else None
     event["layers"] = ",".join(d.layers)
+    event["filters"] = json.dumps([list(f.exec_argv) for f in d.filters]) if d.filters else None
     return event
 
 
@@ -338,7 +339,9 @@ def add_outcome(logger: Any, method: str, event: dict[str, Any]) -> dict[str, An
     event["bytes_out"] = o.bytes_out
     for flag in ("cut", "timed_out", "disconnected"):
         event[flag] = "1" if getattr(o, flag) else "0"
-    event["redactions"] = 0
+    event["redactions"] = sum(o.redactions.values())
+    event["redacted"] = " ".join(f"{k}={v}" for k, v in sorted(o.redactions.items())) or None
+    event["stages"] = " ".join(map(str, o.stages)) if len(o.stages) > 1 else None
     event["tree"] = o.tree
     return event
 

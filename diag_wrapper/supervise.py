@@ -31,10 +31,12 @@ import os
 import select
 import signal
 import time
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
 
 from .execute import close_others
 from .model import Plan
+from .redact import Redactor
 
 GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 EXIT_TIMEOUT = 124
@@ -46,7 +48,7 @@ _RESET = ("SIGPIPE", "SIGXFSZ", "SIGALRM", "SIGINT", "SIGTERM", "SIGHUP", "SIGQU
 
 class Outcome(NamedTuple):
     status: int  # the wrapper's exit status
-    exit_code: int | None  # the command's own, when it exited
+    exit_code: int | None  # the command's own, when it exited (of the stage pipefail picks)
     signal: int | None  # the signal that ended it, when one did
     duration_ms: int
     bytes_out: int
@@ -54,6 +56,8 @@ class Outcome(NamedTuple):
     timed_out: bool = False
     disconnected: bool = False
     tree: str = "pgroup"  # "pidns": the command was PID 1 of its own PID namespace
+    stages: tuple[int, ...] = ()  # each stage's status as a shell shows it (128+N for signal N)
+    redactions: Mapping[str, int] = MappingProxyType({})  # masked by the net, by pattern name
 
 
 def _libc() -> ctypes.CDLL:
@@ -62,131 +66,232 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
-def _child(p: Plan, out_w: int, err_w: int, life_r: int, status_w: int, pidns: bool, libc: ctypes.CDLL) -> None:
-    """In the forked child: never returns. In a PID namespace it is PID 1 and runs the command
-    as its own child (an init the kernel would ignore default-action signals for, so the
-    command keeps a shell's signal semantics), reaps whatever is left to it, and reports the
-    command's wait status on ``status_w``; otherwise it becomes the command."""
-    try:
-        signal.set_wakeup_fd(-1)  # the supervisor's: a signal to this process is not one to it
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        alive = select.poll()
-        alive.register(life_r, select.POLLIN)
-        if alive.poll(0):  # the supervisor died before the prctl took: nobody to run for
-            os._exit(127)
-        os.setpgid(0, 0)
-        null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(null, 0)
-        if pidns:
-            _init(p, out_w, err_w, status_w, null)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        _exec(p)
-    except BaseException:
-        pass
-    os._exit(127)
-
-
-def _exec(p: Plan) -> None:
+def _exec(p: Plan, k: int) -> None:
+    """Become stage ``k`` (0: the command, then its filters)."""
     for name in _RESET:
         signal.signal(getattr(signal, name), signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    close_others(p.fds)
-    os.execve(p.executable, list(p.exec_argv), dict(p.env))
+    if k == 0:
+        close_others(p.fds)
+        os.execve(p.executable, list(p.exec_argv), dict(p.env))
+    f = p.filters[k - 1]
+    close_others(())  # a filter gets none of the command's files
+    os.execve(f.executable, list(f.exec_argv), dict(p.env))
 
 
-def _init(p: Plan, out_w: int, err_w: int, status_w: int, null: int) -> None:
-    """PID 1 of the command's PID namespace; exits when the command does (the kernel then
-    kills everything else in the namespace)."""
+def _guard(life_r: int, life_w: int, libc: ctypes.CDLL) -> None:
+    """In a child of the supervisor: die with it (and not run at all if it is gone already:
+    ``life_w`` is only the supervisor's once the child closed its copy; getppid() cannot tell,
+    it is 0 in a new PID namespace)."""
+    signal.set_wakeup_fd(-1)  # the supervisor's: a signal to this process is not one to it
+    os.close(life_w)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    alive = select.poll()
+    alive.register(life_r, select.POLLIN)
+    if alive.poll(0):  # hung up: the supervisor died before the prctl took, nobody to run for
+        os._exit(127)
+
+
+def _spawn(p: Plan, k: int, stdin: int, stdout: int, err_w: int, pgid: int | None,
+           guard: "tuple[int, int, ctypes.CDLL] | None") -> int:
+    """Fork stage ``k`` with its standard streams; ``pgid`` 0: a group of its own, None: ours."""
     pid = os.fork()
     if pid == 0:
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        _exec(p)
-        os._exit(127)
-    for fd in (1, 2):
-        os.dup2(null, fd)  # the client's channels are the command's, not init's
-    close_others((status_w,))  # nothing of the supervisor's, nor the command's files
-
-    def relay(sig: int, _frame: object) -> None:  # the supervisor's SIGTERM at the time limit
         try:
-            os.kill(pid, sig)  # the rest of the group got it from the supervisor already
+            if guard is not None:
+                _guard(*guard)
+            if pgid is not None:
+                os.setpgid(0, pgid)
+            os.dup2(stdin, 0)
+            os.dup2(stdout, 1)
+            os.dup2(err_w, 2)
+            _exec(p, k)
+        except BaseException:
+            pass
+        os._exit(127)
+    if pgid is not None:
+        try:  # as a shell does, from both sides: the group exists before the next stage joins it
+            os.setpgid(pid, pgid or pid)
         except OSError:
             pass
+    return pid
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, relay)
-    while True:
-        try:
-            done, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            os._exit(0)
-        except InterruptedError:
-            continue
-        if done == pid:
-            os.write(status_w, status.to_bytes(4, "little"))
-            os._exit(0)
+
+def _spawn_all(p: Plan, null: int, out_w: int, err_w: int, pgid: int | None,
+               guard: "tuple[int, int, ctypes.CDLL] | None") -> list[int]:
+    """Every stage, stdin of each the stdout of the one before; the pipes closed here after."""
+    pids: list[int] = []
+    stdin = null
+    try:
+        for k in range(1 + len(p.filters)):
+            last = k == len(p.filters)
+            r, w = (None, out_w) if last else os.pipe2(os.O_CLOEXEC)
+            pids.append(_spawn(p, k, stdin, w, err_w, pgid, guard))
+            if pgid == 0:
+                pgid = pids[0]
+            if stdin != null:
+                os.close(stdin)
+            if not last:
+                os.close(w)
+                stdin = r
+    except BaseException:
+        if stdin != null:
+            os.close(stdin)
+        raise
+    return pids
+
+
+class _Stages:
+    """Which stages are still running, and each one's wait status; when the last stage is
+    done the ones before it get SIGPIPE (what their next write would bring them), and
+    SIGKILL after :data:`GRACE`; either counts as SIGPIPE (README "Pipelines")."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.status: dict[int, int] = {}
+        self.piped_at: float | None = None
+
+    def poll(self, block: bool = False) -> bool:
+        """Reap what has ended; True when every stage has."""
+        for pid in self.pids:
+            if pid not in self.status:
+                done, st = os.waitpid(pid, 0 if block else os.WNOHANG)
+                if done:
+                    self.status[pid] = st
+        if self.pids[-1] in self.status and len(self.status) < len(self.pids):
+            now = time.monotonic()
+            if self.piped_at is None:
+                self.piped_at = now
+                self._signal(signal.SIGPIPE)
+            elif now >= self.piped_at + GRACE:
+                self._signal(signal.SIGKILL)
+        return len(self.status) == len(self.pids)
+
+    def _signal(self, sig: int) -> None:
+        for pid in self.pids:
+            if pid not in self.status:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def statuses(self) -> list[int]:
+        sigpipe = signal.SIGPIPE  # a raw wait status: terminated by SIGPIPE
+        return [sigpipe if self.piped_at is not None and i < len(self.pids) - 1
+                and os.WIFSIGNALED(self.status[pid]) and os.WTERMSIG(self.status[pid]) == signal.SIGKILL
+                else self.status[pid] for i, pid in enumerate(self.pids)]
+
+
+def _child(p: Plan, out_w: int, err_w: int, status_w: int, guard: "tuple[int, int, ctypes.CDLL]") -> None:
+    """In a PID namespace: the forked child is its PID 1 and runs the stages as its children
+    (an init the kernel would ignore default-action signals for, so each stage keeps a
+    shell's signal semantics), reaps whatever is left to it, and reports the stages' wait
+    statuses on ``status_w``; it exits when they are done (the kernel then kills everything
+    else in the namespace). Never returns."""
+    try:
+        _guard(*guard)
+        os.setpgid(0, 0)
+        null = os.open(os.devnull, os.O_RDWR)
+        stages = _Stages(_spawn_all(p, null, out_w, err_w, None, None))
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)  # the client's channels are the command's, not init's
+        close_others((status_w,))  # nothing of the supervisor's, nor the command's files
+
+        def relay(sig: int, _frame: object) -> None:  # the supervisor's SIGTERM at the time limit
+            stages._signal(sig)  # the rest of the group got it from the supervisor already
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, relay)
+        while not stages.poll():
+            piped = stages.piped_at is not None  # then poll again soon: SIGKILL after the grace
+            try:  # a stage, or what was left to init
+                done, st = os.waitpid(-1, os.WNOHANG if piped else 0)
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            if done in stages.pids:
+                stages.status[done] = st
+            elif piped and not done:
+                time.sleep(0.005)
+        os.write(status_w, b"".join(st.to_bytes(4, "little") for st in stages.statuses()))
+    except BaseException:
+        pass
+    os._exit(0)
 
 
 class _Stream:
-    """One of the child's streams, copied to one of ours."""
+    """One of the child's streams, copied to one of ours (through the net, when it is on)."""
 
-    def __init__(self, src: int, dst: int) -> None:
+    def __init__(self, src: int, dst: int, redactor: Redactor | None) -> None:
         self.src, self.dst = src, dst
         self.open = True
-        self.splice = True
+        self.splice = redactor is None
+        self.redactor = redactor
         self.carry = b""  # the start of a character a read ended in, written with the next one
         self.capped = False  # a byte beyond the cap arrived on this stream
 
 
 def run(p: Plan, max_output: int, pidns: bool = False) -> Outcome:
-    """Start the command, copy its output, stop it at its limits; return how it ended."""
+    """Start the command (and its filters), copy the output, stop it at its limits; return how it ended."""
     libc = _libc()
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # the command (same uid) may not ptrace us; execve resets it for it
     if not pidns:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    life_r, life_w = os.pipe2(os.O_CLOEXEC)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    life_r, life_w = os.pipe2(os.O_CLOEXEC)
     wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     for sig in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        _child(p, out_w, err_w, life_r, status_w, pidns, libc)
+    pids: list[int] = []
     try:
-        for fd in (out_w, err_w, life_r, status_w):  # the child's ends
+        if pidns:
+            pid = os.fork()
+            if pid == 0:
+                _child(p, out_w, err_w, status_w, (life_r, life_w, libc))
+            pids = [pid]
+        else:
+            pids = _spawn_all(p, null, out_w, err_w, 0, (life_r, life_w, libc))
+        for fd in (out_w, err_w, status_w, null, life_r):  # the children's ends
             os.close(fd)
-        return _supervise(p, pid, pidns, max_output, start, out_r, err_r, status_r, wake_r)
+        out_w = err_w = status_w = null = life_r = -1
+        return _supervise(p, _Stages(pids), pidns, max_output, start, out_r, err_r, status_r, wake_r)
     except BaseException:  # a bug in the supervisor: the command does not run on unwatched
-        _kill_tree(pid, signal.SIGKILL)
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-        _reap_all(pid)
+        for pid in pids:
+            _kill_tree(pid, signal.SIGKILL)
+        for pid in pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        if pids:
+            _reap_all(pids[0])
         raise
     finally:
         signal.set_wakeup_fd(-1)
-        for fd in (out_r, err_r, wake_r, wake_w, life_w, status_r):
-            os.close(fd)
+        for fd in (out_r, err_r, wake_r, wake_w, status_r, out_w, err_w, status_w, null, life_r, life_w):
+            if fd >= 0:
+                os.close(fd)
 
 
-def _supervise(p: Plan, pid: int, pidns: bool, max_output: int, start: float, out_r: int, err_r: int,
+def _supervise(p: Plan, stages: _Stages, pidns: bool, max_output: int, start: float, out_r: int, err_r: int,
                status_r: int, wake_r: int) -> Outcome:
     for fd in (out_r, err_r, 1, 2):
         try:
             os.set_blocking(fd, False)
         except OSError:  # a client channel that is not there: writes to it fail as a disconnect
             pass
-    streams = [_Stream(out_r, 1), _Stream(err_r, 2)]
+    streams = [_Stream(fd, dst, Redactor(p.redact, p.redact_max_line) if p.redact else None)
+               for fd, dst in ((out_r, 1), (err_r, 2))]
+    leader = stages.pids[0]  # its process group holds every stage
     deadline = start + (p.timeout or 60)
     bytes_out = 0
     cut = timed_out = disconnected = False
-    status: int | None = None
     kill_at: float | None = None
     poller = select.poll()
     poller.register(wake_r, select.POLLIN)
@@ -194,20 +299,18 @@ def _supervise(p: Plan, pid: int, pidns: bool, max_output: int, start: float, ou
         poller.register(s.src, select.POLLIN)
     for fd in (1, 2):  # the client's end: an error or hang-up there means it went away
         poller.register(fd, 0)
-    while True:
-        done, st = os.waitpid(pid, os.WNOHANG)
-        if done:
-            status = st
-            break
+    while not stages.poll():
         now = time.monotonic()
         if not timed_out and now >= deadline:
             timed_out = True
-            _kill_tree(pid, signal.SIGTERM)
+            _kill_tree(leader, signal.SIGTERM)
             kill_at = now + GRACE
         if kill_at is not None and now >= kill_at:
-            _kill_tree(pid, signal.SIGKILL)
+            _kill_tree(leader, signal.SIGKILL)
             kill_at = now + 1.0
         until = kill_at if timed_out else deadline
+        if stages.piped_at is not None:
+            until = min(until, stages.piped_at + GRACE)
         try:
             events = poller.poll(max(1, int((until - now) * 1000) + 1))
         except InterruptedError:
@@ -235,8 +338,8 @@ def _supervise(p: Plan, pid: int, pidns: bool, max_output: int, start: float, ou
                 if s.capped:
                     cut = True
         if cut or disconnected or (timed_out and time.monotonic() >= deadline + GRACE):
-            _kill_tree(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
+            _kill_tree(leader, signal.SIGKILL)
+            stages.poll(block=True)
             break
     if not cut and not disconnected:  # what it wrote before it ended (nothing waits for more)
         try:
@@ -248,16 +351,38 @@ def _supervise(p: Plan, pid: int, pidns: bool, max_output: int, start: float, ou
             disconnected = True
         except _Stalled:
             pass
-    _reap_all(pid)
-    if pidns:  # the status is the command's, as init saw it; none: init was killed, and so was it
-        reported = os.read(status_r, 4)
-        status = int.from_bytes(reported, "little") if len(reported) == 4 else signal.SIGKILL
+    _reap_all(leader)
+    statuses = stages.statuses()
+    if pidns:  # the stages' statuses as init saw them; none: init was killed, and so were they
+        n = 1 + len(p.filters)
+        reported = os.read(status_r, 4 * n)
+        statuses = ([int.from_bytes(reported[i:i + 4], "little") for i in range(0, 4 * n, 4)]
+                    if len(reported) == 4 * n else [signal.SIGKILL] * n)
     duration = int((time.monotonic() - start) * 1000)
-    code = os.waitstatus_to_exitcode(status)
+    codes = [os.waitstatus_to_exitcode(st) for st in statuses]
+    code = _pipefail(codes)
     exit_code, sig = (code, None) if code >= 0 else (None, -code)
     final = EXIT_CUT if cut else EXIT_TIMEOUT if timed_out else (code if code >= 0 else 128 - code)
+    counts: dict[str, int] = {}
+    for s in streams:
+        for name, c in (s.redactor.counts.items() if s.redactor else ()):
+            counts[name] = counts.get(name, 0) + c
     return Outcome(final, exit_code, sig, duration, bytes_out, cut, timed_out, disconnected,
-                   "pidns" if pidns else "pgroup")
+                   "pidns" if pidns else "pgroup", tuple(c if c >= 0 else 128 - c for c in codes),
+                   MappingProxyType(counts))
+
+
+def _pipefail(codes: list[int]) -> int:
+    """The pipeline's status (as waitstatus_to_exitcode gives it): that of the last stage
+    that failed, or 0; a stage before the last killed by SIGPIPE did not fail, a later stage
+    stopped reading (``journalctl | head -n 5``)."""
+    final = 0
+    for i, c in enumerate(codes):
+        if c == -signal.SIGPIPE and i < len(codes) - 1:
+            continue
+        if c != 0:
+            final = c
+    return final
 
 
 class _Stalled(Exception):
@@ -268,8 +393,9 @@ def _copy(s: _Stream, room: int, until: float) -> int:
     """Move what is there now from the child's pipe to ours (at most ``room`` bytes).
 
     Returns the bytes written; closes the stream at EOF; sets ``s.capped`` when a byte
-    beyond the cap arrived (output of exactly the cap is not cut). Spliced while far from
-    the cap; the last 128 KiB are read, and a read that ends inside a UTF-8 character keeps
+    beyond the cap arrived (output of exactly the cap is not cut). With the redaction net
+    on, every chunk goes through it and the cap counts what comes out. Otherwise spliced
+    while far from the cap; the last 128 KiB are read, and a read that ends inside a UTF-8 character keeps
     that character back for the next one, so the output at the cap ends on a whole
     character. A client that does not read holds the copy up until ``until`` at most
     (then _Stalled)."""
@@ -283,7 +409,7 @@ def _copy(s: _Stream, room: int, until: float) -> int:
                     s.open = False
                 moved += n
                 continue
-            chunk = os.read(s.src, max(1, min(_CHUNK, left - len(s.carry))))
+            chunk = os.read(s.src, _CHUNK if s.redactor else max(1, min(_CHUNK, left - len(s.carry))))
         except BlockingIOError:
             if _src_empty(s):
                 return moved
@@ -298,13 +424,12 @@ def _copy(s: _Stream, room: int, until: float) -> int:
             raise
         if not chunk:  # EOF: what the command wrote is what it wrote, a broken last character too
             s.open = False
-            data, s.carry = s.carry, b""
+            data, s.carry = s.carry + (s.redactor.flush() if s.redactor else b""), b""
         else:
-            data, s.carry = _split_utf8(s.carry + chunk)
-            if len(data) + len(s.carry) > left:  # past the cap: end on the last whole character
-                s.capped = True
-                data, s.carry = data[:left], b""
-                data = _split_utf8(data)[0]
+            data, s.carry = _split_utf8(s.carry + (s.redactor.feed(chunk) if s.redactor else chunk))
+        if len(data) + len(s.carry) > left:  # past the cap: end on the last whole character
+            s.capped = True
+            data, s.carry = _split_utf8(data[:left])[0], b""
         _write_all(s.dst, data, until)
         moved += len(data)
     return moved

@@ -4,7 +4,8 @@ the time limit and a disconnect stop the whole tree, and nothing outlives it (ro
 ``helper`` is a small C program: ``helper fork TOKEN`` starts a grandchild that leaves the
 process group (``setsid``) and the parent, and both sleep with TOKEN in their argv, so a
 survivor is found from outside by scanning /proc; ``helper die N`` dies of signal N;
-``helper utf8 N`` prints N two-byte characters, ``helper bytes N`` N bytes, ``helper mixed N``
+``helper utf8 N`` prints N two-byte characters, ``helper split x`` a bearer token in two
+writes 0.2 s apart, ``helper bytes N`` N bytes, ``helper mixed N``
 N bytes and then three-byte characters, ``helper spew x`` writes stderr without end.
 """
 
@@ -51,6 +52,12 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 1000; i++) fputs("\xe2\x82\xac", stdout);
         return 0;
     }
+    if (argc == 3 && !strcmp(argv[1], "split")) {  /* a secret in two writes, apart in time */
+        fputs("Authorization: Bearer abcdefgh", stdout); fflush(stdout);
+        usleep(200000);
+        fputs("ijklmnopq done\n", stdout);
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "utf8")) {
         for (int i = 0; i < atoi(argv[2]); i++) fputs("\xc3\xa9", stdout);
         return 0;
@@ -66,7 +73,11 @@ search_path = ["{bin}"]
 sandbox = "{mode}"
 [commands.helper]
 timeout = 2
-args = [{{ name = "MODE", type = {{ type = "enum", values = ["fork", "die", "utf8", "spew"] }}, min = 1 }},
+args = [{{ name = "MODE", type = {{ type = "enum", values = ["fork", "die", "utf8", "spew", "split"] }}, min = 1 }},
+        {{ name = "ARG", type = {{ type = "regex", pattern = "[A-Za-z0-9]{{1,32}}" }}, min = 1 }}]
+[commands.helper-raw]  # the same program, out of the redaction net
+redact = false
+args = [{{ name = "MODE", type = {{ type = "enum", values = ["split"] }}, min = 1 }},
         {{ name = "ARG", type = {{ type = "regex", pattern = "[A-Za-z0-9]{{1,32}}" }}, min = 1 }}]
 [commands.helper-small]  # the same program, with a cap that falls inside a character
 max_output_bytes = 4097
@@ -74,6 +85,7 @@ args = [{{ name = "MODE", type = {{ type = "enum", values = ["utf8", "bytes", "m
         {{ name = "N", type = {{ type = "int", min = 1, max = 100000 }}, min = 1 }}]
 [commands.yes]
 max_output_bytes = 100000
+[filters.fdlist]  # the recording program, as a filter: what a stage after '|' inherits
 [commands.sleep]
 timeout = 1
 args = [{{ name = "SECONDS", type = {{ type = "int", min = 1, max = 100 }}, min = 1 }}]
@@ -90,9 +102,11 @@ def sup(fc, tmp_path_factory):
     bindir.mkdir()
     (root / "helper.c").write_text(HELPER_C)
     subprocess.run(["gcc", "-O", "-o", str(bindir / "helper"), str(root / "helper.c")], check=True)
-    for name in ("yes", "sleep"):
+    for name in ("yes", "sleep", "cat", "tail", "grep", "head", "wc", "sort", "uniq", "cut"):
         (bindir / name).symlink_to(shutil.which(name))
     (bindir / "helper-small").symlink_to(bindir / "helper")
+    (bindir / "helper-raw").symlink_to(bindir / "helper")
+    (bindir / "fdlist").symlink_to(fc.root / "recorder")
     policies = {}
     for mode in ("auto", "off"):
         p = root / f"{mode}.toml"
@@ -294,3 +308,105 @@ def test_a_bug_in_the_supervisor_kills_the_command_before_it_propagates(web02, m
             os._exit(3 if _gone(token, 2.0) else 5)
         os._exit(0)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 3
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+def _end(fc, cursor):
+    _, (end,) = _records(fc, cursor)
+    return end
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_a_pipeline_runs_its_stages_connected_by_pipes(fc, sup, mode):
+    cursor = fc.journald.cursor()
+    proc = fc.run("yes | head -n 3 | wc -l", policy=sup[mode])
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"3\n", b"")
+    end = _end(fc, cursor)
+    # yes died of SIGPIPE when head was done: a stage stopping an earlier one is no failure
+    assert end["DIAG_STAGES"] == "141 0 0" and end["DIAG_EXIT_STATUS"] == "0"
+
+
+@pytest.mark.parametrize("command,status,stages", [
+    ("helper die 11 | wc -l", 139, "139 0"),  # pipefail: an earlier stage's failure counts
+    ("helper-small bytes 10 | grep -c zzz", 1, "0 1"),
+    ("helper die 11 | grep -c zzz", 1, "139 1"),  # the last stage that failed decides
+    ("helper-small bytes 10 | head -c 4", 0, "0 0"),
+])
+def test_the_exit_status_is_pipefail(fc, sup, command, status, stages):
+    cursor = fc.journald.cursor()
+    assert fc.run(command, policy=sup["auto"]).returncode == status
+    end = _end(fc, cursor)
+    assert (end["DIAG_STAGES"], end["DIAG_EXIT_STATUS"]) == (stages, str(status))
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_a_follower_upstream_of_a_finished_stage_is_stopped_not_waited_for(fc, sup, mode, tmp_path):
+    log = sup["auto"].parent / "follow.log"
+    log.write_text("one\nneedle\nthree\n")
+    log.chmod(0o644)
+    start = time.monotonic()
+    cursor = fc.journald.cursor()
+    proc = fc.run(f"tail -n 5 -f {log} | grep -m 1 needle", policy=sup[mode])
+    assert (proc.returncode, proc.stdout) == (0, b"needle\n")
+    assert time.monotonic() - start < 5  # not the time limit
+    assert _end(fc, cursor)["DIAG_STAGES"] == "141 0"
+    assert not procs_with(str(log))
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_the_time_limit_covers_every_stage(fc, sup, mode):
+    start = time.monotonic()
+    proc = fc.run("sleep 100 | sort | uniq -c", policy=sup[mode])
+    assert proc.returncode == 124 and time.monotonic() - start < 6
+    assert not procs_with("sleep 100")
+
+
+def test_the_cap_counts_what_the_last_stage_prints(fc, sup):
+    proc = fc.run("yes | cut -c 1", policy=sup["auto"])  # yes has max_output_bytes 100000
+    assert proc.returncode == 141 and len(proc.stdout) <= 100000 and proc.stdout.startswith(b"y\ny\n")
+
+
+def test_a_filter_gets_none_of_the_commands_files(fc, sup):
+    # cat gets its file as a descriptor; the recorder, as a filter after it, lists its own
+    log = sup["auto"].parent / "fds.log"
+    log.write_text("x\n")
+    log.chmod(0o644)
+    proc = fc.run(f"cat {log} | fdlist", policy=sup["auto"])
+    assert proc.returncode == 7, proc.stderr
+    fds = fc.inherited()
+    assert fds[0].startswith("pipe:") and fds[1].startswith("pipe:") and fds[2].startswith("pipe:")
+    assert set(fds) - {0, 1, 2} <= {k for k, v in fds.items() if v.endswith("/fd")}  # opendir's own
+    assert str(log) not in fds.values()
+
+
+# --------------------------------------------------------------------------- the redaction net
+
+
+def test_the_net_masks_a_canary_in_a_real_file(fc, sup):
+    canary = sup["auto"].parent / "canary.conf"
+    canary.write_text("[Service]\nEnvironment=\"API_KEY=CANARY1\"\nurl = postgres://u:CANARY2@db/x\n"
+                      "-----BEGIN OPENSSH PRIVATE KEY-----\nCANARY3CANARY3\n-----END OPENSSH PRIVATE KEY-----\nend\n")
+    canary.chmod(0o644)
+    for command in (f"cat {canary}", f"cat {canary} | grep -v nothing"):
+        cursor = fc.journald.cursor()
+        proc = fc.run(command, policy=sup["auto"])
+        assert proc.returncode == 0 and b"CANARY" not in proc.stdout
+        assert proc.stdout == (b'[Service]\nEnvironment=[redacted:environment]\nurl = postgres://u:'
+                               b'[redacted:url-credentials]@db/x\n[redacted:openssh-private-key]\nend\n')
+        end = _end(fc, cursor)
+        assert end["DIAG_REDACTIONS"] == "3"
+        assert end["DIAG_REDACTED"] == "environment=1 openssh-private-key=1 url-credentials=1"
+
+
+def test_a_secret_split_across_two_writes_is_masked(fc, sup):
+    proc = fc.run("helper split x", policy=sup["auto"])
+    assert (proc.returncode, proc.stdout) == (0, b"Authorization: Bearer [redacted:bearer] done\n")
+
+
+def test_a_command_out_of_the_net_is_passed_as_it_is(fc, sup):
+    cursor = fc.journald.cursor()
+    proc = fc.run("helper-raw split x", policy=sup["auto"])
+    assert proc.stdout == b"Authorization: Bearer abcdefghijklmnopq done\n"
+    assert _end(fc, cursor)["DIAG_REDACTIONS"] == "0"

@@ -39,6 +39,7 @@ from .model import Plan
 from .redact import Redactor
 
 GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+PIPE_DELAY = 0.2  # seconds a stage before a finished last one has to end before SIGPIPE
 EXIT_TIMEOUT = 124
 EXIT_CUT = 141
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
@@ -142,14 +143,16 @@ def _spawn_all(p: Plan, null: int, out_w: int, err_w: int, pgid: int | None,
 
 
 class _Stages:
-    """Which stages are still running, and each one's wait status; when the last stage is
-    done the ones before it get SIGPIPE (what their next write would bring them), and
-    SIGKILL after :data:`GRACE`; either counts as SIGPIPE (README "Pipelines")."""
+    """Which stages are still running, and each one's wait status. When the last stage is
+    done, the ones before it that are still running :data:`PIPE_DELAY` later get SIGPIPE
+    (what their next write would bring them; a stage that is just exiting is left to it),
+    and SIGKILL after :data:`GRACE`; either counts as SIGPIPE (README "Pipelines")."""
 
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
         self.status: dict[int, int] = {}
-        self.piped_at: float | None = None
+        self.piped_at: float | None = None  # when the last stage was found done, the others not
+        self.sent: int | None = None  # the last signal sent to the stages still running
 
     def poll(self, block: bool = False) -> bool:
         """Reap what has ended; True when every stage has."""
@@ -162,12 +165,21 @@ class _Stages:
             now = time.monotonic()
             if self.piped_at is None:
                 self.piped_at = now
-                self._signal(signal.SIGPIPE)
-            elif now >= self.piped_at + GRACE:
+            elif now >= self.piped_at + GRACE and self.sent != signal.SIGKILL:
                 self._signal(signal.SIGKILL)
+            elif now >= self.piped_at + PIPE_DELAY and self.sent is None:
+                self._signal(signal.SIGPIPE)
         return len(self.status) == len(self.pids)
 
-    def _signal(self, sig: int) -> None:
+    def due(self) -> float | None:
+        """When poll() has something to do next, if it does."""
+        if self.piped_at is None or self.sent == signal.SIGKILL:
+            return None
+        return self.piped_at + (PIPE_DELAY if self.sent is None else GRACE)
+
+    def _signal(self, sig: int, mark: bool = True) -> None:
+        if mark:
+            self.sent = sig
         for pid in self.pids:
             if pid not in self.status:
                 try:
@@ -198,7 +210,7 @@ def _child(p: Plan, out_w: int, err_w: int, status_w: int, guard: "tuple[int, in
         close_others((status_w,))  # nothing of the supervisor's, nor the command's files
 
         def relay(sig: int, _frame: object) -> None:  # the supervisor's SIGTERM at the time limit
-            stages._signal(sig)  # the rest of the group got it from the supervisor already
+            stages._signal(sig, mark=False)  # the rest of the group got it from the supervisor already
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, relay)
@@ -309,8 +321,9 @@ def _supervise(p: Plan, stages: _Stages, pidns: bool, max_output: int, start: fl
             _kill_tree(leader, signal.SIGKILL)
             kill_at = now + 1.0
         until = kill_at if timed_out else deadline
-        if stages.piped_at is not None:
-            until = min(until, stages.piped_at + GRACE)
+        due = stages.due()
+        if due is not None:
+            until = min(until, due)
         try:
             events = poller.poll(max(1, int((until - now) * 1000) + 1))
         except InterruptedError:

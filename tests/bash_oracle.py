@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -67,7 +68,7 @@ def bash_argv(command: str, argv0: str) -> tuple[str, ...] | None:
 
 # Each stage copies what the stages before it recorded, then adds its own record: what
 # comes out of the pipeline is every stage's argv, in order (stage 1 reads /dev/null).
-PIPE_RECORDER = "#!/bin/bash\n/bin/cat\nprintf '%s\\0' \"$0\" \"$@\"\nprintf '\\1'\n"
+PIPE_RECORDER = "#!/bin/bash\n\"$ORACLE_CAT\"\nprintf '%s\\0' \"$0\" \"$@\"\nprintf '\\1'\n"
 
 
 def bash_pipeline_argvs(command: str, names: tuple[str, ...]) -> tuple[tuple[str, ...], ...] | None:
@@ -93,7 +94,7 @@ def bash_pipeline_argvs(command: str, names: tuple[str, ...]) -> tuple[tuple[str
         prefix = f"shopt -s failglob extglob; set -u; enable -n -- {disable} 2>/dev/null\n"
         out = subprocess.run(
             [BASH, "--norc", "--noprofile", "-c", prefix + command],
-            env={"PATH": str(bindir)}, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            env={"PATH": str(bindir), "ORACLE_CAT": shutil.which("cat") or "/bin/cat"}, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, timeout=20, check=False,
         ).stdout
         if not out:

@@ -629,11 +629,13 @@ class BootedSystemd(JournalReader):
     ``systemctl status`` have something of theirs to show.
     """
 
-    def __init__(self, workdir: Path, service: str, marker: str, secret: str | None = None) -> None:
+    def __init__(self, workdir: Path, service: str, marker: str, secret: str | None = None,
+                 env_canary: str | None = None) -> None:
         self.workdir = workdir
         self.service = service
         self.marker = marker
         self.secret = secret  # put in a mode-0600 drop-in: Environment= and SetCredential=
+        self.env_canary = env_canary  # in a world-readable drop-in's Environment= (the net's case)
         self.log = workdir / "systemd-boot.log"
         self.units = workdir / "boot-units"
         self.cgroups: list[Path] = []
@@ -669,6 +671,13 @@ class BootedSystemd(JournalReader):
                             f"SetCredential=token:{self.secret}\nStandardInputText={self.secret}\n"
                             f"LogExtraFields=TOKEN={self.secret}x\n")
             conf.chmod(0o600)  # systemd reads it as root; over D-Bus any user sees the values
+        if self.env_canary:
+            dropin = self.units / f"{self.service}.d"
+            dropin.mkdir(exist_ok=True)
+            conf = dropin / "40-env.conf"
+            conf.write_text(f'[Service]\nEnvironment="N8N_API_KEY={self.env_canary}" "TZ=UTC"\n')
+            conf.chmod(0o644)
+            dropin.chmod(0o755)
 
     def _make_cgroups(self) -> list[Path]:
         tag = f"diag-e2e-{os.getpid()}-{secrets.token_hex(3)}"

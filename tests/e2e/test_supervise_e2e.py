@@ -80,3 +80,55 @@ def test_a_client_that_disconnects_takes_the_command_with_it(e2e):
     assert not procs_with(str(log)), "the command outlived its client"
     (end,) = _ends(e2e, cursor)
     assert end["DIAG_DISCONNECTED"] == "1"
+
+
+# --------------------------------------------------------------------------- pipelines, the net
+
+LOG_LINES = r"""
+import sys
+from systemd import journal
+for i in range(40):
+    journal.send(f"request {i} took {1000 * i} ms" + (" timeout" if i % 3 == 0 else ""),
+                 SYSLOG_IDENTIFIER=sys.argv[1])
+"""
+
+
+def test_a_pipeline_prints_what_a_local_shell_prints(e2e):
+    tag = f"diag-e2e-pipe-{e2e.user.name}"
+    res = e2e.ns.run([str(e2e.python), "-c", LOG_LINES, tag])
+    assert res.returncode == 0, res.stderr
+    e2e.journald.sync()
+    command = f"journalctl -t {tag} -o cat | grep timeout | tail -n 5"
+    local = e2e.ns.run(["runuser", "-u", e2e.user.name, "--", "/bin/bash", "-c",
+                        command.replace("journalctl", "journalctl --no-pager", 1)])
+    assert local.returncode == 0 and local.stdout.count(b"\n") == 5, local
+    cursor = e2e.journald.cursor()
+    res = e2e.ssh.run(command)
+    assert (res.returncode, res.stdout, res.stderr) == (0, local.stdout, b"")
+    (end,) = _ends(e2e, cursor)
+    assert end["DIAG_STAGES"] == "0 0 0" and end["DIAG_EXIT_STATUS"] == "0"
+    start = [r for r in e2e.journald.records_since(cursor) if r["DIAG_DECISION"] == "allow"][0]
+    assert start["DIAG_FILTERS"] == '[["grep", "timeout"], ["tail", "-n", "5"]]'
+
+
+def test_a_pipeline_with_a_denied_stage_runs_nothing(e2e):
+    cursor = e2e.journald.cursor()
+    res = e2e.ssh.run(f"cat {e2e.data_file} | tee {e2e.marker_dir}/tee")
+    assert res.returncode == 77 and b"(match.not-a-filter)" in res.stderr
+    assert not list(e2e.marker_dir.iterdir())
+    assert _ends(e2e, cursor, expect=1) == []
+
+
+def test_the_net_masks_a_canary_key_in_an_allowed_file(e2e):
+    canary = e2e.data_file.parent / "app.env"
+    canary.write_text("DATABASE_URL=postgres://n8n:CANARYpw@127.0.0.1/n8n\n"
+                      "-----BEGIN OPENSSH PRIVATE KEY-----\nCANARYkeyCANARYkey\n-----END OPENSSH PRIVATE KEY-----\n"
+                      "AGE-SECRET-KEY-1CANARYCANARYCANARYCANARYCANARYCANARYCANARYCANARYCANARY\n")
+    canary.chmod(0o644)
+    cursor = e2e.journald.cursor()
+    res = e2e.ssh.run(f"cat {canary}")
+    assert res.returncode == 0 and b"CANARY" not in res.stdout + res.stderr
+    assert res.stdout == (b"DATABASE_URL=postgres://n8n:[redacted:url-credentials]@127.0.0.1/n8n\n"
+                          b"[redacted:openssh-private-key]\n[redacted:age-secret-key]\n")
+    (end,) = _ends(e2e, cursor)
+    assert end["DIAG_REDACTED"] == "age-secret-key=1 openssh-private-key=1 url-credentials=1"

@@ -20,6 +20,7 @@ from . import harness
 
 SERVICE = "n8n.service"
 UNIT_SECRET = "unit-env-canary-" + secrets.token_hex(6)
+ENV_CANARY = "visible-env-canary-" + secrets.token_hex(6)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def booted(e2e):
     if not os.access(harness.SYSTEMD, os.X_OK) or not os.access("/usr/bin/dbus-daemon", os.X_OK):
         pytest.fail("systemd and dbus-daemon are needed (scripts/setup installs them)")
     marker = f"stand-in n8n up {secrets.token_hex(4)}"
-    boot = harness.BootedSystemd(e2e.work, SERVICE, marker, secret=UNIT_SECRET)
+    boot = harness.BootedSystemd(e2e.work, SERVICE, marker, secret=UNIT_SECRET, env_canary=ENV_CANARY)
     policy = e2e.policy.parent / "systemd-required.toml"
     policy.write_text(f'include = ["{e2e.policy}"]\n[settings]\nsandbox = "required"\n')
     policy.chmod(0o644)
@@ -129,6 +130,20 @@ def test_what_systemctl_reads_itself_is_behind_the_wall(e2e, booted):
     # (the mode-0600 secret drop-in stays unreadable to systemctl cat: file modes hold there)
     assert UNIT_SECRET.encode() not in res.stdout and b"50-secret.conf: Permission denied" in res.stderr
     assert "sandbox" not in rec["DIAG_LAYERS"].split(",")
+
+
+def test_the_net_masks_environment_values_systemctl_cat_prints(e2e, booted):
+    # A world-readable drop-in with an API key in Environment=: file modes allow it, the
+    # wall does not cover it; the redaction net is what keeps the value out of the output.
+    boot, _ = booted
+    plain = boot.run(["runuser", "-u", e2e.user.name, "--", "systemctl", "cat", SERVICE, "--no-pager"])
+    assert ENV_CANARY.encode() in plain.stdout  # the control: the value is there to be printed
+    cursor = boot.cursor()
+    res = boot.run(e2e.wrapper_argv(booted[1], "systemctl cat n8n | grep -v '^#'"), cwd="/")
+    assert ENV_CANARY.encode() not in res.stdout + res.stderr
+    assert b"Environment=[redacted:environment]\n" in res.stdout and b"[Service]" in res.stdout
+    (end,) = [r for r in boot.records_since(cursor, expect=2, ends=True) if r["DIAG_DECISION"] == "end"]
+    assert end["DIAG_REDACTED"] == "environment=1"
 
 
 # --------------------------------------------------------------------------- what output leaks

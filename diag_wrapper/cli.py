@@ -24,6 +24,7 @@ usage: diag-wrapper [--policy FILE]                        ForceCommand mode (re
        diag-wrapper check [--policy FILE] [--json] -- 'COMMAND' ...   decide only: exit 0 allow, 1 deny, 2 error
        diag-wrapper lint [--policy FILE]                   check the policy and its [[examples]]
        diag-wrapper help [--policy FILE] [COMMAND]         what the policy allows
+       diag-wrapper render [--policy FILE]                 the policy and its includes as one JSON document
 """
 
 
@@ -158,9 +159,27 @@ def help_(args: list[str]) -> int:
     return EX_OK
 
 
+def render(args: list[str]) -> int:
+    """One JSON document that loads to the same policy: faster to load than TOML (no
+    tomllib), and what the NixOS module installs as /etc/diag-wrapper/policy.json."""
+    from .policy import render as render_policy
+
+    try:
+        path, _, rest = _options(args)
+    except ValueError as exc:
+        raise _UsageError(f"{exc}\n{USAGE}") from None
+    if rest:
+        raise _UsageError(f"unexpected argument {rest[0]!r}\n{USAGE}")
+    try:
+        sys.stdout.write(render_policy(path))
+    except PolicyError as exc:
+        raise _UsageError(f"policy error: {exc}") from None
+    return EX_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    subcommands = {"check": check, "lint": lint, "help": help_}
+    subcommands = {"check": check, "lint": lint, "help": help_, "render": render}
     try:
         if args and args[0] in subcommands:
             try:

@@ -7,7 +7,10 @@
 #     in wheel, no sudo rule, no setuid wrapper);
 #   * /etc/diag-wrapper/policy.toml, rendered from the host policy plus
 #     extraDenyPaths (deny entries are concatenated by the loader; nothing can
-#     remove one);
+#     remove one), and /etc/diag-wrapper/policy.json, the same policy with its
+#     includes resolved, made at build time by `diag-wrapper render` (which
+#     refuses an invalid policy); the wrapper reads the JSON (no tomllib at
+#     every command's start-up);
 #   * each authorized key as `restrict,command="<wrapper> --policy ..." <key>`;
 #   * a `Match User diag` block at the end of sshd_config that forces the same
 #     command and turns every forwarding / tty / tunnel / rc feature off.
@@ -30,7 +33,7 @@ let
   sshd = config.services.openssh;
 
   userName = "diag";
-  policyEtcPath = "diag-wrapper/policy.toml";
+  policyEtcPath = "diag-wrapper/policy.json";
   policyPath = "/etc/${policyEtcPath}";
 
   forceCommand = "${cfg.package}/bin/diag-wrapper --policy ${policyPath}";
@@ -138,7 +141,11 @@ let
     commands = cfg.extraCommands;
   };
 
-  policyFile = tomlFormat.generate "diag-wrapper-policy.toml" policyValue;
+  policyToml = tomlFormat.generate "diag-wrapper-policy.toml" policyValue;
+  # The build fails here if the policy is invalid: the same loader, at build time.
+  policyFile = pkgs.runCommand "diag-wrapper-policy.json" { } ''
+    ${cfg.package}/bin/diag-wrapper render --policy ${policyToml} > $out
+  '';
 
   matchBlock = ''
     # services.diag: the diag user only ever runs the wrapper.
@@ -345,6 +352,8 @@ in
     };
 
     environment.etc.${policyEtcPath}.source = policyFile;
+    # What the JSON was rendered from, for people and `diag-wrapper lint --policy`.
+    environment.etc."diag-wrapper/policy.toml".source = policyToml;
 
     # The wrapper's state (settings.state_dir): lock slots that bound concurrent commands
     # and the per-key rate counters. Root makes it; the diag group writes in it (only the

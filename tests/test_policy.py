@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+import json
+
 import pytest
 
 from diag_wrapper import helptext
@@ -163,3 +165,69 @@ def test_help_is_generated_from_the_policy(web02):
     one = helptext.render(web02, "journalctl")
     assert "--since" in one and "systemctl" not in one
     assert "not an allowed command" in helptext.render(web02, "vim")
+
+
+# --------------------------------------------------------------------------- JSON and render
+
+
+@pytest.mark.parametrize("name", ["fleet.toml", "web-02.toml", "demo.toml"])
+def test_render_is_one_json_document_that_loads_to_the_same_policy(tmp_path, name):
+    from diag_wrapper.policy import render
+
+    src = POLICY_DIR / name
+    out = tmp_path / "policy.json"
+    out.write_text(render(str(src)))
+    assert "include" not in json.loads(out.read_text())
+    assert load(str(out))._replace(sources=()) == load(str(src))._replace(sources=())
+
+
+def test_render_refuses_a_policy_that_would_load_differently(tmp_path):
+    from diag_wrapper.policy import render
+
+    # b.toml redefines a type after a.toml's use of it: merged, the new definition would
+    # take the old one's place, before the type it refers to, and fail to load
+    (tmp_path / "a.toml").write_text('[types]\nfields = { type = "list", values = ["A"] }\n'
+                                     'm = { type = "field_match", fields = "fields" }\n')
+    (tmp_path / "b.toml").write_text('include = ["a.toml"]\n[types]\nf2 = { type = "list", values = ["B"] }\n'
+                                     'fields = { type = "list", values = ["C"] }\n'
+                                     'm = { type = "field_match", fields = "f2" }\n')
+    assert load(str(tmp_path / "b.toml")).settings is not None  # as files, it loads
+    with pytest.raises(PolicyError) as info:
+        render(str(tmp_path / "b.toml"))
+    assert "render refused" in str(info.value)
+
+
+@pytest.mark.parametrize("text,problem", [
+    ('{"settings": {"timeout": 5}, "settings": {"timeout": 6}}', "duplicate key"),
+    ('{"settings": {"timeout": NaN}}', "NaN is not a policy value"),
+    ('{"settings": {"timeout": Infinity}}', "Infinity is not a policy value"),
+    ('[1, 2]', "must be an object"),
+    ('{"settings": ', "not valid JSON"),
+    ('{"settings": {"timeout": 5.0}}', "expected an integer"),
+    ('{"settings": {"timeout": true}}', "got a boolean"),
+    ('{"bogus": {}}', "unknown key"),
+])
+def test_a_json_policy_is_as_strict_as_toml(tmp_path, text, problem):
+    p = tmp_path / "p.json"
+    p.write_text(text)
+    with pytest.raises(PolicyError) as info:
+        load(str(p))
+    assert problem in str(info.value)
+
+
+def test_a_json_policy_is_checked_for_its_owner_like_toml(tmp_path):
+    p = tmp_path / "p.json"
+    p.write_text("{}")
+    p.chmod(0o666)
+    with pytest.raises(PolicyError) as info:
+        load(str(p), root_only=True)
+    assert "writable by group or others" in str(info.value) or "owned by uid" in str(info.value)
+
+
+def test_render_on_the_command_line(tmp_path, capsys):
+    from diag_wrapper.cli import main
+
+    assert main(["render", "--policy", str(POLICY_DIR / "web-02.toml")]) == 0
+    assert json.loads(capsys.readouterr().out)["deny"]
+    assert main(["render", "--policy", str(tmp_path / "missing.toml")]) == 2
+    assert main(["render", "--bogus"]) == 2

@@ -178,12 +178,12 @@ pkgs.testers.runNixOSTest {
         inject = "NIX_PYTHONPATH=/tmp/evil PYTHONPATH=/tmp/evil SSH_ORIGINAL_COMMAND=help"
         # control: the bare interpreter script does load it
         server.execute(
-            f"su -s /bin/sh diag -c '{inject} ${diagPackage}/bin/.diag-wrapper-wrapped --policy /etc/diag-wrapper/policy.toml'"
+            f"su -s /bin/sh diag -c '{inject} ${diagPackage}/bin/.diag-wrapper-wrapped --policy /etc/diag-wrapper/policy.json'"
         )
         server.succeed("test -e /tmp/pwned && rm /tmp/pwned")
         # the installed entry point does not
         server.succeed(
-            f"su -s /bin/sh diag -c '{inject} ${diagPackage}/bin/diag-wrapper --policy /etc/diag-wrapper/policy.toml'"
+            f"su -s /bin/sh diag -c '{inject} ${diagPackage}/bin/diag-wrapper --policy /etc/diag-wrapper/policy.json'"
         )
         server.fail("test -e /tmp/pwned")
 

@@ -81,6 +81,8 @@ let
   pkgs = {
     inherit lib;
     callPackage = _fn: _args: stubPackage;
+    # stands in for the build step: the script is kept, so a check can see what it runs
+    runCommand = name: _env: script: fakeDrv name // { inherit script; };
     bashInteractive = fakeDrv "bash-interactive-5.2" // {
       shellPath = "/bin/bash";
     };
@@ -365,6 +367,7 @@ let
     let
       u = cfg.users.users.diag or null;
       etc = cfg.environment.etc."diag-wrapper/policy.toml" or null;
+      json = cfg.environment.etc."diag-wrapper/policy.json" or null;
     in
     {
       failedAssertions = failedAssertions cfg;
@@ -390,11 +393,12 @@ let
       sshdConfig = cfg.services.openssh.extraConfig;
       policyText = if etc == null then null else etc.source.text;
       policyValue = if etc == null then null else etc.source.value;
+      policyJsonScript = if json == null then null else json.source.script;
       hostPolicy = cfg.services.diag.hostPolicy;
       tmpfiles = cfg.systemd.tmpfiles.rules;
     };
 
-  forceCommand = "${storePrefix}/bin/diag-wrapper --policy /etc/diag-wrapper/policy.toml";
+  forceCommand = "${storePrefix}/bin/diag-wrapper --policy /etc/diag-wrapper/policy.json";
   lines = s: lib.filter (l: l != "") (map lib.trim (lib.splitString "\n" s));
   indexOf =
     x: xs:
@@ -594,6 +598,9 @@ let
       matchAt > indexOf "PermitRootLogin prohibit-password" basicLines;
     "Match block closed with Match all at the end" = lib.last basicLines == "Match all";
     "ForceCommand is the wrapper" = lib.elem "ForceCommand ${forceCommand}" matchBody;
+    "policy.json is rendered from policy.toml by the wrapper itself" =
+      lib.hasInfix "${storePrefix}/bin/diag-wrapper render --policy /nix/store/" basic.policyJsonScript
+      && lib.hasInfix "diag-wrapper-policy.toml > $out" basic.policyJsonScript;
     "Match block turns everything off" = lib.all (d: lib.elem d matchBody) [
       "AllowTcpForwarding no"
       "AllowAgentForwarding no"

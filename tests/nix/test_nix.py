@@ -203,7 +203,7 @@ def test_sshd_accepts_the_rendered_config(sshd_config: Path) -> None:
 def test_sshd_applies_the_match_block_to_diag_only(sshd_config: Path) -> None:
     sshd = _sshd()
     diag = _effective(sshd, sshd_config, "diag")
-    assert diag["forcecommand"] == f"{STUB_STORE}/bin/diag-wrapper --policy /etc/diag-wrapper/policy.toml"
+    assert diag["forcecommand"] == f"{STUB_STORE}/bin/diag-wrapper --policy /etc/diag-wrapper/policy.json"
     for key, value in {
         "permittty": "no",
         "allowtcpforwarding": "no",

@@ -9,7 +9,6 @@ refused even where getopt would accept it. Positionals then pick the
 subcommand (longest match) and fill the typed argument slots.
 """
 
-from __future__ import annotations
 
 from typing import NamedTuple
 
@@ -22,7 +21,7 @@ class Match(NamedTuple):
     command: Command
     form: Form  # the subcommand's form, or the command's own
     paths: tuple[Arg, ...]  # the path values (options' first), each with its argv index
-    options: tuple[tuple[Option, "str | None"], ...] = ()  # the options given, with their values
+    options: tuple[tuple[Option, str | None], ...] = ()  # the options given, with their values
 
 
 def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:

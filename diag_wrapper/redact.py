@@ -23,7 +23,6 @@ that (tokens hold no blanks), or, with none, where it stands; memory stays bound
 about ``max_line`` plus one read whatever the output is.
 """
 
-from __future__ import annotations
 
 import re
 from typing import Callable, NamedTuple
@@ -31,9 +30,9 @@ from typing import Callable, NamedTuple
 
 class Pattern(NamedTuple):
     name: str
-    regex: "re.Pattern[bytes] | None"  # a line pattern
-    begin: "re.Pattern[bytes] | None"  # a block pattern: begin .. end
-    end: "re.Pattern[bytes] | None"
+    regex: re.Pattern[bytes] | None  # a line pattern
+    begin: re.Pattern[bytes] | None  # a block pattern: begin .. end
+    end: re.Pattern[bytes] | None
     hints: tuple[bytes, ...]  # lower case; one is in every match
 
     @property

@@ -5,7 +5,8 @@ the time limit and a disconnect stop the whole tree, and nothing outlives it (ro
 process group (``setsid``) and the parent, and both sleep with TOKEN in their argv, so a
 survivor is found from outside by scanning /proc; ``helper die N`` dies of signal N;
 ``helper utf8 N`` prints N two-byte characters, ``helper split x`` a bearer token in two
-writes 0.2 s apart, ``helper bytes N`` N bytes, ``helper mixed N``
+writes 0.2 s apart, ``helper stubborn x`` ignores SIGTERM, ``helper slow MS`` prints a line,
+waits MS ms, prints another and exits 3, ``helper bytes N`` N bytes, ``helper mixed N``
 N bytes and then three-byte characters, ``helper spew x`` writes stderr without end.
 """
 
@@ -58,6 +59,17 @@ int main(int argc, char **argv) {
         fputs("ijklmnopq done\n", stdout);
         return 0;
     }
+    if (argc == 3 && !strcmp(argv[1], "stubborn")) {  /* ignores SIGTERM, and says so */
+        signal(SIGTERM, SIG_IGN);
+        fprintf(stderr, "stubborn\n");
+        for (;;) pause();
+    }
+    if (argc == 3 && !strcmp(argv[1], "slow")) {  /* a line, a pause, a line, exit 3 */
+        puts("before"); fflush(stdout);
+        usleep(atoi(argv[2]) * 1000);
+        puts("after");
+        return 3;
+    }
     if (argc == 3 && !strcmp(argv[1], "utf8")) {
         for (int i = 0; i < atoi(argv[2]); i++) fputs("\xc3\xa9", stdout);
         return 0;
@@ -73,7 +85,7 @@ search_path = ["{bin}"]
 sandbox = "{mode}"
 [commands.helper]
 timeout = 2
-args = [{{ name = "MODE", type = {{ type = "enum", values = ["fork", "die", "utf8", "spew", "split"] }}, min = 1 }},
+args = [{{ name = "MODE", type = {{ type = "enum", values = ["fork", "die", "utf8", "spew", "split", "stubborn", "slow"] }}, min = 1 }},
         {{ name = "ARG", type = {{ type = "regex", pattern = "[A-Za-z0-9]{{1,32}}" }}, min = 1 }}]
 [commands.helper-raw]  # the same program, out of the redaction net
 redact = false
@@ -410,3 +422,33 @@ def test_a_command_out_of_the_net_is_passed_as_it_is(fc, sup):
     proc = fc.run("helper-raw split x", policy=sup["auto"])
     assert proc.stdout == b"Authorization: Bearer abcdefghijklmnopq done\n"
     assert _end(fc, cursor)["DIAG_REDACTIONS"] == "0"
+
+
+# --------------------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_a_command_that_ignores_sigterm_is_killed_after_the_grace(fc, sup, mode):
+    token = f"T{os.getpid()}{mode}"
+    start = time.monotonic()
+    proc = fc.run(f"helper stubborn {token}", policy=sup[mode])
+    took = time.monotonic() - start
+    assert proc.returncode == 124 and b"stubborn" in proc.stderr
+    assert 2 + 2 - 0.5 < took < 2 + 2 + 1.5, took  # the limit, then SIGKILL after the grace
+    assert _gone(token, 1.0), procs_with(token)
+
+
+def test_journald_gone_before_the_closing_record_leaves_the_output_alone(fc, sup):
+    argv = fc.ns.nsenter(["env", "-i", "SSH_ORIGINAL_COMMAND=helper slow 1000", str(fc.python), "-I", "-m",
+                          "diag_wrapper", "--policy", str(sup["auto"])])
+    cursor = fc.journald.cursor()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"before\n"  # the start record was written, it runs
+        fc.journald.stop()
+        out, err = proc.communicate(timeout=10)
+    finally:
+        fc.journald.start()
+    assert (proc.returncode, out, err) == (3, b"after\n", b"")
+    recs = fc.journald.records_since(cursor, expect=1, ends=True)
+    assert [r["DIAG_DECISION"] for r in recs] == ["allow"]  # a start without an end: the gap shows

@@ -283,7 +283,8 @@ def render_message(logger: Any, method: str, event: dict[str, Any]) -> dict[str,
         who += f" from {client}"
     if event["decision"] == "end":
         how = (f"exited {event['exit_code']}" if event.get("exit_code") is not None
-               else f"killed by signal {event['signal']}")
+               else f"killed by signal {event['signal']}" if event.get("signal") is not None
+               else f"did not run ({event.get('error')})")
         stops = [w for w in ("cut", "timed_out", "disconnected") if event.get(w) == "1"]
         text = (f"end: {who} '{command}' {how} after {event['duration_ms']} ms, {event['bytes_out']} bytes out"
                 + (f" ({', '.join(w.replace('_', ' ') for w in stops)})" if stops else ""))
@@ -343,6 +344,7 @@ def add_outcome(logger: Any, method: str, event: dict[str, Any]) -> dict[str, An
     event["redacted"] = " ".join(f"{k}={v}" for k, v in sorted(o.redactions.items())) or None
     event["stages"] = " ".join(map(str, o.stages)) if len(o.stages) > 1 else None
     event["tree"] = o.tree
+    event["error"] = o.error
     return event
 
 

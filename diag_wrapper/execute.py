@@ -103,8 +103,15 @@ def open_fds(p: Plan, denylist: DenyList) -> Plan:
     return p._replace(exec_argv=tuple(argv), fds=(*p.fds, *fds.values()))
 
 
+# Set in each child just before execve (supervise.py), not on the supervisor: its CPU time
+# (the redaction net) is bounded by its own clock, and a CPU limit on it would kill it before
+# it could write the closing record.
+CHILD_RLIMITS = frozenset({"RLIMIT_CPU"})
+
+
 def apply_limits(p: Plan) -> None:
-    """Set the decision's rlimits (soft = hard) on this process; they survive execve.
+    """Set the decision's rlimits (soft = hard) on this process; they survive execve. (Those
+    in :data:`CHILD_RLIMITS` are set in the command's own process.)
 
     Called before the kernel wall: RLIMIT_NPROC is counted per user namespace level, and the
     level of the diag user keeps the limit its creator had when the namespace was made, so set
@@ -113,7 +120,8 @@ def apply_limits(p: Plan) -> None:
     import resource
 
     for name, value in p.rlimits:
-        resource.setrlimit(getattr(resource, name), (value, value))
+        if name not in CHILD_RLIMITS:
+            resource.setrlimit(getattr(resource, name), (value, value))
 
 
 def close_others(keep: tuple[int, ...]) -> None:

@@ -79,33 +79,75 @@ def _replacer(p: Pattern) -> Callable[["re.Match[bytes]"], bytes]:
     return repl
 
 
+BLOCK_MAX = 1 << 16  # bytes a block may run without its end before the net gives it up
+_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/=]{16,}\r?")
+
+
 class Redactor:
     """One output stream's net: ``feed`` chunks, ``flush`` at the end; ``counts`` by name."""
 
     def __init__(self, patterns: tuple[Pattern, ...], max_line: int = 1 << 16) -> None:
+        self.patterns = patterns
         self.lines = tuple((p, _replacer(p)) for p in patterns if p.regex is not None)
         self.blocks = tuple(p for p in patterns if p.begin is not None)
         self.max_line = max_line
+        self.overlap = min(8192, max_line // 2)  # what a cut keeps back: a secret may run across it
         self.buf = b""
         self.inside: Pattern | None = None  # a block whose end has not come yet
+        self.dropped = 0  # bytes of that block so far
         self.counts: dict[str, int] = {}
 
     def feed(self, data: bytes) -> bytes:
-        """What can be passed on now: the masked text up to the last whole line."""
+        """What can be passed on now: the masked text up to the last whole line (of a line
+        longer than ``max_line``, up to a place no match runs across)."""
         buf = self.buf + data if self.buf else data
         cut = buf.rfind(b"\n") + 1
+        if cut and self.blocks and self.inside is None:
+            cut = self._hold_base64(buf, cut)
         if not cut:
             if len(buf) < self.max_line:
                 self.buf = buf
                 return b""
-            cut = max(buf.rfind(b" "), buf.rfind(b"\t")) + 1 or len(buf)
+            cut = self._safe_cut(buf)
         self.buf = buf[cut:]
         return self._mask(buf[:cut])
+
+    def _hold_base64(self, buf: bytes, cut: int) -> int:
+        """Keep back the lines before ``cut`` that look like the inside of a key (base64 only),
+        up to :data:`BLOCK_MAX`: whether an end marker follows is known only with the next read."""
+        start = cut
+        while start > 0 and cut - start < BLOCK_MAX:
+            prev = buf.rfind(b"\n", 0, start - 1) + 1
+            if not _BASE64_LINE.fullmatch(buf, prev, start - 1):
+                break
+            start = prev
+        return start if cut - start < BLOCK_MAX else cut
 
     def flush(self) -> bytes:
         """The rest, at the end of the stream."""
         rest, self.buf = self.buf, b""
         return self._mask(rest) if rest else b""
+
+    def _safe_cut(self, buf: bytes) -> int:
+        """Where to cut a line without a newline: ``overlap`` bytes before its end, moved back
+        to the start of any match (or block marker) that runs across it, so the match is read
+        whole with what comes next; a match longer than half the buffer is passed on whole."""
+        low, seen = buf.lower(), {}
+        spans: list[tuple[int, int]] = []
+        for p in self.patterns:
+            rx = p.regex if p.regex is not None else p.begin
+            if rx is not None and _any(p.hints, low, seen):
+                spans += (m.span() for m in rx.finditer(buf))
+        cut = len(buf) - self.overlap
+        moved = True
+        while moved:
+            moved = False
+            for s, e in spans:
+                if s < cut < e:
+                    cut, moved = (s, True) if s > len(buf) // 2 else (e, False)
+                    if not moved:
+                        return cut
+        return cut
 
     def _count(self, p: Pattern, n: int = 1) -> None:
         self.counts[p.name] = self.counts.get(p.name, 0) + n
@@ -118,10 +160,16 @@ class Redactor:
         while pos <= len(text):
             if self.inside is not None:
                 assert self.inside.end is not None
-                m = self.inside.end.search(text, pos)
-                if m is None:
+                room = BLOCK_MAX - self.dropped
+                m = self.inside.end.search(text, pos, pos + room + 64)
+                if m is not None:
+                    pos, self.inside, self.dropped = m.end(), None, 0
+                elif len(text) - pos <= room:
+                    self.dropped += len(text) - pos
                     break  # still inside: nothing of the rest is passed on
-                pos, self.inside = m.end(), None
+                else:  # no end within BLOCK_MAX: not a key after all (a quoted marker); go on
+                    pos, self.inside, self.dropped = pos + room, None, 0
+                    out.append(b"\n")
                 continue
             first: tuple[Pattern, re.Match[bytes]] | None = None
             for p in self.blocks:
@@ -131,13 +179,48 @@ class Redactor:
                     if m is not None and (first is None or m.start() < first[1].start()):
                         first = (p, m)
             if first is None:
-                out.append(self._lines(text[pos:], low[pos:] if pos else low, seen if not pos else {}))
+                out.append(self._plain(text[pos:], low[pos:] if pos else low, seen if not pos else {}))
                 break
             p, m = first
-            out += (self._lines(text[pos : m.start()], low[pos : m.start()], {}), p.marker)
+            out += (self._plain(text[pos : m.start()], low[pos : m.start()], {}), p.marker)
             self._count(p)
-            pos, self.inside = m.end(), p
+            pos, self.inside, self.dropped = m.end(), p, 0
         return b"".join(out)
+
+    def _plain(self, text: bytes, low: bytes, seen: dict[bytes, bool]) -> bytes:
+        """Text outside any block: orphaned block ends, then the line patterns."""
+        rest = self._orphans(text, low, seen) if self.blocks and text else None
+        return self._lines(text, low, seen) if rest is None else self._lines(rest, rest.lower(), {})
+
+    def _orphans(self, text: bytes, low: bytes, seen: dict[bytes, bool]) -> bytes | None:
+        """A block's end marker with no begin before it (``tail`` or ``grep -A`` started inside
+        a key): the base64 lines right before it and the marker become the block's marker.
+        None when there is none."""
+        changed = False
+        for p in self.blocks:
+            if not _any(p.hints, low, seen):
+                continue
+            assert p.end is not None
+            parts, last = [], 0
+            for m in p.end.finditer(text):
+                line = text.rfind(b"\n", 0, m.start()) + 1
+                if text[line : m.start()].strip():
+                    continue  # not at the start of its line
+                start = line
+                while start > last:
+                    prev = text.rfind(b"\n", last, start - 1) + 1 if start > 1 else 0
+                    prev = max(prev, last)
+                    if not _BASE64_LINE.fullmatch(text, prev, start - 1):
+                        break
+                    start = prev
+                if start < line:
+                    parts += (text[last:start], p.marker)
+                    last = m.end()
+                    self._count(p)
+            if parts:
+                text = b"".join(parts) + text[last:]
+                low, seen, changed = text.lower(), {}, True
+        return text if changed else None
 
     def _lines(self, text: bytes, low: bytes, seen: dict[bytes, bool]) -> bytes:
         """Each line pattern on the lines that hold one of its hints (only those: a regex

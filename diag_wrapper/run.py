@@ -21,6 +21,7 @@ from .plan import plan
 from .policy import Policy, load
 
 EX_OK = 0
+EX_SOFTWARE = 70
 EX_USAGE = 64
 EX_NOPERM = 77
 
@@ -127,7 +128,11 @@ def _finish(p: Plan, policy: Policy | None, environ: Mapping[str, str], deny_sta
         return deny_status
     sys.stdout.flush()
     pidns = "sandbox" in p.layers and sandbox.pid_namespace()
-    outcome = supervise.run(p, p.max_output, pidns)
+    try:
+        outcome = supervise.run(p, p.max_output, pidns)
+    except Exception as exc:  # a supervisor bug: the tree is killed already (supervise.run)
+        outcome = supervise.Outcome(EX_SOFTWARE, None, None, 0, 0,
+                                    error=f"internal error in the supervisor ({type(exc).__name__})")
     audit.record_end(p, outcome, environ, session)  # best effort: the command has run
     line = supervise.message(outcome, p.max_output, p.timeout)
     if line and not outcome.disconnected:

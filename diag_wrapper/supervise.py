@@ -27,13 +27,14 @@ reports it. The :class:`Outcome` goes into the closing journal record (audit.py)
 import ctypes
 import errno
 import os
+import resource
 import select
 import signal
 import time
 from types import MappingProxyType
 from typing import Mapping, NamedTuple
 
-from .execute import close_others
+from .execute import CHILD_RLIMITS, close_others
 from .model import Plan
 from .redact import Redactor
 
@@ -41,8 +42,11 @@ GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 PIPE_DELAY = 0.2  # seconds a stage before a finished last one has to end before SIGPIPE
 EXIT_TIMEOUT = 124
 EXIT_CUT = 141
+EXIT_NOT_STARTED = 126  # a fork failed: nothing of the command (or pipeline) ran to its end
+_NOT_STARTED = 127 << 8  # the wait status reported for a stage that never started
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
 _CHUNK = 1 << 16
+_TURN = 0.05  # seconds one stream is copied before the loop looks at the clock and the rest
 _RESET = ("SIGPIPE", "SIGXFSZ", "SIGALRM", "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGCHLD")
 
 
@@ -58,6 +62,7 @@ class Outcome(NamedTuple):
     tree: str = "pgroup"  # "pidns": the command was PID 1 of its own PID namespace
     stages: tuple[int, ...] = ()  # each stage's status as a shell shows it (128+N for signal N)
     redactions: Mapping[str, int] = MappingProxyType({})  # masked by the net, by pattern name
+    error: str | None = None  # why the command (a stage of it) could not be started
 
 
 def _libc() -> ctypes.CDLL:
@@ -71,6 +76,9 @@ def _exec(p: Plan, k: int) -> None:
     for name in _RESET:
         signal.signal(getattr(signal, name), signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for name, value in p.rlimits:  # the supervisor's own time is bounded by its clock, not these
+        if name in CHILD_RLIMITS:
+            resource.setrlimit(getattr(resource, name), (value, value))
     if k == 0:
         close_others(p.fds)
         os.execve(p.executable, list(p.exec_argv), dict(p.env))
@@ -118,27 +126,30 @@ def _spawn(p: Plan, k: int, stdin: int, stdout: int, err_w: int, pgid: int | Non
 
 
 def _spawn_all(p: Plan, null: int, out_w: int, err_w: int, pgid: int | None,
-               guard: "tuple[int, int, ctypes.CDLL] | None") -> list[int]:
-    """Every stage, stdin of each the stdout of the one before; the pipes closed here after."""
+               guard: "tuple[int, int, ctypes.CDLL] | None") -> tuple[list[int], str | None]:
+    """Every stage, stdin of each the stdout of the one before; the pipes closed here after.
+    A fork that fails (the diag user at RLIMIT_NPROC, no memory) stops there: the stages
+    started so far and why the next one could not be."""
     pids: list[int] = []
     stdin = null
-    try:
-        for k in range(1 + len(p.filters)):
-            last = k == len(p.filters)
-            r, w = (None, out_w) if last else os.pipe2(os.O_CLOEXEC)
+    for k in range(1 + len(p.filters)):
+        last = k == len(p.filters)
+        r = w = -1
+        try:
+            r, w = (-1, out_w) if last else os.pipe2(os.O_CLOEXEC)
             pids.append(_spawn(p, k, stdin, w, err_w, pgid, guard))
-            if pgid == 0:
-                pgid = pids[0]
-            if stdin != null:
-                os.close(stdin)
-            if not last:
-                os.close(w)
-                stdin = r
-    except BaseException:
+        except OSError as exc:
+            for fd in {stdin, r, w} - {null, out_w, -1}:
+                os.close(fd)
+            return pids, f"stage {k + 1} could not be started ({exc.strerror or exc})"
+        if pgid == 0:
+            pgid = pids[0]
         if stdin != null:
             os.close(stdin)
-        raise
-    return pids
+        if not last:
+            os.close(w)
+            stdin = r
+    return pids, None
 
 
 class _Stages:
@@ -160,6 +171,8 @@ class _Stages:
                 done, st = os.waitpid(pid, 0 if block else os.WNOHANG)
                 if done:
                     self.status[pid] = st
+        if 0 in self.status:  # some stage never started: the others are being killed
+            return all(pid in self.status for pid in self.pids)
         if self.pids[-1] in self.status and len(self.status) < len(self.pids):
             now = time.monotonic()
             if self.piped_at is None:
@@ -187,6 +200,8 @@ class _Stages:
                     pass
 
     def statuses(self) -> list[int]:
+        if 0 in self.status:  # never started, or killed because a later stage never started
+            return [self.status[pid] if pid else _NOT_STARTED for pid in self.pids]
         sigpipe = signal.SIGPIPE  # a raw wait status: terminated by SIGPIPE
         return [sigpipe if self.piped_at is not None and i < len(self.pids) - 1
                 and os.WIFSIGNALED(self.status[pid]) and os.WTERMSIG(self.status[pid]) == signal.SIGKILL
@@ -203,7 +218,12 @@ def _child(p: Plan, out_w: int, err_w: int, status_w: int, guard: "tuple[int, in
         _guard(*guard)
         os.setpgid(0, 0)
         null = os.open(os.devnull, os.O_RDWR)
-        stages = _Stages(_spawn_all(p, null, out_w, err_w, None, None))
+        pids, failed = _spawn_all(p, null, out_w, err_w, None, None)
+        stages = _Stages(pids + [0] * (1 + len(p.filters) - len(pids)))
+        if failed:  # what did start is stopped: a pipeline runs whole or not at all
+            stages.status.update({0: _NOT_STARTED})
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
         for fd in (0, 1, 2):
             os.dup2(null, fd)  # the client's channels are the command's, not init's
         close_others((status_w,))  # nothing of the supervisor's, nor the command's files
@@ -225,7 +245,7 @@ def _child(p: Plan, out_w: int, err_w: int, status_w: int, guard: "tuple[int, in
                 stages.status[done] = st
             elif piped and not done:
                 time.sleep(0.005)
-        os.write(status_w, b"".join(st.to_bytes(4, "little") for st in stages.statuses()))
+        os.write(status_w, b"".join(st.to_bytes(4, "little") for st in stages.statuses()) + (b"F" if failed else b"."))
     except BaseException:
         pass
     os._exit(0)
@@ -261,13 +281,25 @@ def run(p: Plan, max_output: int, pidns: bool = False) -> Outcome:
     start = time.monotonic()
     pids: list[int] = []
     try:
+        failed = None
         if pidns:
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                return _not_started(p, start, f"the PID namespace's init could not be started ({exc.strerror or exc})")
             if pid == 0:
                 _child(p, out_w, err_w, status_w, (life_r, life_w, libc))
             pids = [pid]
         else:
-            pids = _spawn_all(p, null, out_w, err_w, 0, (life_r, life_w, libc))
+            pids, failed = _spawn_all(p, null, out_w, err_w, 0, (life_r, life_w, libc))
+            if failed:
+                for pid in pids:
+                    _kill_tree(pid, signal.SIGKILL)
+                for pid in pids:
+                    os.waitpid(pid, 0)
+                if pids:
+                    _reap_all(pids[0])
+                return _not_started(p, start, failed, len(pids))
         for fd in (out_w, err_w, status_w, null, life_r):  # the children's ends
             os.close(fd)
         out_w = err_w = status_w = null = life_r = -1
@@ -357,7 +389,8 @@ def _supervise(p: Plan, stages: _Stages, pidns: bool, max_output: int, start: fl
         try:
             until = min(time.monotonic(), deadline) + GRACE  # a stalled client: no second grace
             for s in streams:
-                bytes_out += _copy(s, max_output - bytes_out, until)
+                while s.open and not s.capped:  # (a grandchild may still write: until bounds it)
+                    bytes_out += _copy(s, max_output - bytes_out, until)
             cut = any(s.capped for s in streams)
         except BrokenPipeError:
             disconnected = True
@@ -365,23 +398,35 @@ def _supervise(p: Plan, stages: _Stages, pidns: bool, max_output: int, start: fl
             pass
     _reap_all(leader)
     statuses = stages.statuses()
+    error = None
     if pidns:  # the stages' statuses as init saw them; none: init was killed, and so were they
         n = 1 + len(p.filters)
-        reported = os.read(status_r, 4 * n)
+        reported = os.read(status_r, 4 * n + 1)
         statuses = ([int.from_bytes(reported[i:i + 4], "little") for i in range(0, 4 * n, 4)]
-                    if len(reported) == 4 * n else [signal.SIGKILL] * n)
+                    if len(reported) == 4 * n + 1 else [signal.SIGKILL] * n)
+        if reported[-1:] == b"F":
+            error = "a stage could not be started inside the PID namespace (fork failed)"
     duration = int((time.monotonic() - start) * 1000)
     codes = [os.waitstatus_to_exitcode(st) for st in statuses]
     code = _pipefail(codes)
     exit_code, sig = (code, None) if code >= 0 else (None, -code)
-    final = EXIT_CUT if cut else EXIT_TIMEOUT if timed_out else (code if code >= 0 else 128 - code)
+    final = (EXIT_NOT_STARTED if error else EXIT_CUT if cut else EXIT_TIMEOUT if timed_out
+             else (code if code >= 0 else 128 - code))
     counts: dict[str, int] = {}
     for s in streams:
         for name, c in (s.redactor.counts.items() if s.redactor else ()):
             counts[name] = counts.get(name, 0) + c
     return Outcome(final, exit_code, sig, duration, bytes_out, cut, timed_out, disconnected,
                    "pidns" if pidns else "pgroup", tuple(c if c >= 0 else 128 - c for c in codes),
-                   MappingProxyType(counts))
+                   MappingProxyType(counts), error)
+
+
+def _not_started(p: Plan, start: float, error: str, started: int = 0) -> Outcome:
+    """A pipeline that could not be started whole: the stages that had started were killed
+    (137), the others never ran (127)."""
+    n = 1 + len(p.filters)
+    return Outcome(EXIT_NOT_STARTED, None, None, int((time.monotonic() - start) * 1000), 0,
+                   stages=(128 + signal.SIGKILL,) * started + (127,) * (n - started), error=error)
 
 
 def _pipefail(codes: list[int]) -> int:
@@ -409,10 +454,17 @@ def _copy(s: _Stream, room: int, until: float) -> int:
     on, every chunk goes through it and the cap counts what comes out. Otherwise spliced
     while far from the cap; the last 128 KiB are read, and a read that ends inside a UTF-8 character keeps
     that character back for the next one, so the output at the cap ends on a whole
-    character. A client that does not read holds the copy up until ``until`` at most
-    (then _Stalled)."""
+    character. A client that does not read, or a command that writes on and on, holds the
+    copy up until ``until`` at most (then _Stalled); after :data:`_TURN` it returns what it
+    moved so far, so the loop sees the time limit whatever the output (or the net) costs."""
     moved = 0
+    turn = time.monotonic() + _TURN
     while s.open and not s.capped:
+        now = time.monotonic()
+        if now >= until:
+            raise _Stalled
+        if now >= turn:  # back to the loop: the time limit, the other stream, the client
+            return moved
         left = room - moved
         try:
             if s.splice and left >= 2 * _CHUNK:
@@ -522,6 +574,9 @@ def _reap_all(pid: int) -> None:
 
 def message(o: Outcome, max_output: int, timeout: int | None) -> str | None:
     """The one line the agent reads on stderr when the supervisor stopped the command."""
+    if o.error:
+        return (f"diag-wrapper: the command did not run: {o.error}; the diag user is at its process"
+                f" limit or the host is short of memory, try again in a moment (exit {EXIT_NOT_STARTED})")
     if o.cut:
         return (f"diag-wrapper: output cut at {_size(max_output)}; narrow it with -n, --since, -g or a filter"
                 f" (exit {EXIT_CUT})")

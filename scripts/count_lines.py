@@ -10,7 +10,7 @@ import sys
 import tokenize
 from pathlib import Path
 
-PATH = ["model", "valuetypes", "policy", "parse", "_bashlex", "match", "deny", "plan", "helptext",
+PATH = ["model", "valuetypes", "redact", "policy", "parse", "_bashlex", "match", "deny", "plan", "helptext",
         "limits", "sandbox", "audit", "execute", "supervise", "run", "cli", "__main__"]
 
 

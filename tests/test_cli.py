@@ -50,3 +50,12 @@ def test_check_on_the_shipped_nixos_policy_denies_when_the_program_is_absent():
     assert rc == 1 and json.loads(out)["code"] == "exec.not-found"
 
 
+
+
+def test_check_prints_words_quoted_so_a_pipe_word_is_not_a_pipe(tmp_path):
+    p = write_stub_policy(tmp_path, "web-02.toml", tmp_path / "bin")
+    rc, out, _ = _check("--policy", str(p), "--", "df -h '|' grep", "df -h | grep x")
+    assert rc == 0
+    out = out.splitlines()
+    assert out[0].startswith("allow: df -h '|' grep [rule df]")
+    assert out[1].startswith("allow: df -h | grep x [rule df]")

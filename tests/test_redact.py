@@ -32,7 +32,14 @@ CANARIES = [
     ("url-credentials", b"DATABASE_URL postgres://n8n:CANARYpw1@localhost:5432/n8n\n", b"CANARYpw1"),
     ("url-credentials", b"connecting to redis://:CANARYpw2@127.0.0.1:6379/0\n", b"CANARYpw2"),
     ("bearer", b"> Authorization: Bearer CANARYtoken0123456789\n", b"CANARYtoken"),
-    ("basic-auth", b"authorization: basic Q0FOQVJZOnB3\n", b"Q0FOQVJZOnB3"),
+    ("authorization", b"authorization: basic Q0FOQVJZOnB3\n", b"Q0FOQVJZOnB3"),
+    ("authorization", b"< Authorization: Token CANARYtok\n", b"CANARYtok"),
+    ("github-token", b"ghp_CANARY0123456789abcdefghijABCDEFGHIJ\n", b"CANARY0123"),
+    ("secret-option", b"root 1 0.0 /bin/n8n --db-password CANARYopt start\n", b"CANARYopt"),
+    ("url-credentials", b"postgresql://u:CANARY/slash@db/x\n", b"CANARY/slash"),
+    ("secret-assignment", b"password: 'CANARY open quote\n", b"CANARY open"),
+    ("pem-private-key", b"tail of a key:\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nCANARYc2VjcmV0IGtleQ==\n-----END PRIVATE KEY-----\n",
+     b"CANARYc2Vj"),
     ("cookie", b"< Set-Cookie: _zammad_session=CANARYcookie; path=/\n", b"CANARYcookie"),
     ("jwt", b"id_token=" + JWT + b"\n", JWT[40:]),
     ("matrix-token", b"POST /_matrix/client/v3/sync?access_token=" + SYT + b" 200\n", SYT[4:]),
@@ -76,7 +83,7 @@ def test_ordinary_output_passes_unchanged(net, text):
 
 def test_the_shipped_net_has_the_patterns_the_issue_names(net):
     assert {p.name for p in net} >= {"pem-private-key", "openssh-private-key", "age-secret-key", "url-credentials",
-                                     "bearer", "jwt", "matrix-token", "environment"}
+                                     "bearer", "jwt", "matrix-token", "environment", "authorization", "cookie"}
 
 
 def test_only_the_secret_group_is_masked(net):
@@ -200,3 +207,60 @@ def test_a_command_may_opt_out_of_the_net(tmp_path):
 
     assert plan(b"cat /etc/hostname", p).redact == p.redact
     assert plan(b"od /etc/hostname", p).redact == ()
+
+
+# --------------------------------------------------------------------------- hostile output
+
+
+def _through(net, data: bytes, step: int = 65536) -> tuple[bytes, dict[str, int]]:
+    r = Redactor(net)
+    out = b"".join(r.feed(data[i:i + step]) for i in range(0, len(data), step)) + r.flush()
+    return out, r.counts
+
+
+@pytest.mark.parametrize("line,secret", [
+    # the only blank of the first 64 KiB is inside the secret: the cut must not split it
+    (b'{"headers":{"authorization":"Bearer opaqueTok3nXYZ0123456789"},"body":"' + b"A" * 70000 + b'"}\n',
+     b"opaqueTok3n"),
+    (b'{"blob":"' + b"B" * 64000 + b'","key":"-----BEGIN PRIVATE KEY-----\\nMIIEvQ' + b"x" * 1600
+     + b'\\n-----END PRIVATE KEY-----"}\n', b"MIIEvQ"),
+    (b"C" * 65530 + b'"password":"hunter2secret"' + b"D" * 1000 + b"\n", b"hunter2"),
+    (b"E" * 65520 + b" eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.c2lnbmF0dXJl " + b"F" * 100, b"c2lnbmF0dXJl"),
+])
+@pytest.mark.parametrize("step", [65536, 4096, 1000])
+def test_a_secret_across_the_cut_of_an_overlong_line_is_masked(net, line, secret, step):
+    out, counts = _through(net, line, step)
+    assert secret not in out and counts
+
+
+def test_a_begin_marker_without_an_end_hides_at_most_a_block_limit(net):
+    from diag_wrapper.redact import BLOCK_MAX
+
+    r = Redactor(net)
+    out = r.feed(b"-----BEGIN PRIVATE KEY-----\n") + r.feed(b"log line\n" * 20000) + r.flush()
+    assert out.startswith(b"[redacted:pem-private-key]")
+    assert 20000 * 9 - BLOCK_MAX - 64 <= out.count(b"log line\n") * 9 + 64  # the rest comes through
+
+
+# Each shipped pattern, fed what makes a backtracking regex quadratic: its hints and the
+# characters of its classes repeated over a 64 KiB line. All of them together must stay
+# far below the time limit (the supervisor masks on its own time).
+def _hostile(p) -> list[bytes]:
+    out = []
+    for h in p.hints:
+        out += [h * (65536 // len(h)), (h + b"-") * (65536 // (len(h) + 1)), b"a" * 64000 + h + b" ",
+                (h + b"=") * (65536 // (len(h) + 1)), h + b" " * 65000 + b"x", h + b"a" * 65000]
+    out += [b"eyJ-" * 16000, b"a" * 64000 + b":// ", b"password" * 8000, b"-----BEGIN " * 5000,
+            b"AGE-PLUGIN-" + b"A" * 64000]
+    return out
+
+
+def test_no_shipped_pattern_is_slow_on_hostile_output(net):
+    import time
+
+    for p in net:
+        for data in _hostile(p):
+            start = time.process_time()
+            mask(net, data)
+            took = time.process_time() - start
+            assert took < 0.5, (p.name, data[:40], took)

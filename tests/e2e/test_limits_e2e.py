@@ -44,7 +44,9 @@ def _limits_of(text: str) -> dict[str, str]:
 
 
 def test_every_command_runs_with_the_policys_limits(e2e):
-    # cat gets /proc/self/limits as a descriptor the wrapper opened: the same process after exec
+    # cat gets /proc/self/limits as a descriptor the wrapper opened before it forked: the
+    # supervisor's limits, which the command inherits; the CPU limit alone is set in the
+    # command's own process (tests/root/test_supervise.py reads it there)
     res, recs = e2e.attempt("cat /proc/self/limits")
     assert res.returncode == 0, res.stderr
     lim = _limits_of(res.stdout.decode())
@@ -52,7 +54,7 @@ def test_every_command_runs_with_the_policys_limits(e2e):
     assert lim["Max file size"] == "0"
     assert lim["Max core file size"] == "0"
     assert lim["Max processes"] == "64"
-    assert lim["Max cpu time"] == "61"  # cat has no time limit of its own: settings.timeout + 1
+    assert lim["Max cpu time"] == "unlimited"  # the supervisor's own time is bounded by its clock
 
 
 def test_a_huge_line_hits_the_memory_limit_not_the_host(e2e):

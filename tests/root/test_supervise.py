@@ -6,7 +6,7 @@ process group (``setsid``) and the parent, and both sleep with TOKEN in their ar
 survivor is found from outside by scanning /proc; ``helper die N`` dies of signal N;
 ``helper utf8 N`` prints N two-byte characters, ``helper split x`` a bearer token in two
 writes 0.2 s apart, ``helper stubborn x`` ignores SIGTERM, ``helper slow MS`` prints a line,
-waits MS ms, prints another and exits 3, ``helper bytes N`` N bytes, ``helper mixed N``
+waits MS ms, prints another and exits 3, ``helper cpu x`` its own RLIMIT_CPU, ``helper bytes N`` N bytes, ``helper mixed N``
 N bytes and then three-byte characters, ``helper spew x`` writes stderr without end.
 """
 
@@ -29,7 +29,13 @@ HELPER_C = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "cpu")) {  /* its own RLIMIT_CPU, soft and hard */
+        struct rlimit r; getrlimit(RLIMIT_CPU, &r);
+        printf("%ld %ld\n", (long)r.rlim_cur, (long)r.rlim_max);
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "fork")) {
         if (fork() == 0) {
             setsid();
@@ -59,6 +65,12 @@ int main(int argc, char **argv) {
         fputs("ijklmnopq done\n", stdout);
         return 0;
     }
+    if (argc == 3 && !strcmp(argv[1], "hostile")) {  /* lines that keep the net busy, forever */
+        static char line[65536];
+        for (size_t i = 0; i + 4 < sizeof line; i += 4) memcpy(line + i, "key=", 4);
+        line[sizeof line - 1] = '\n';
+        for (;;) fwrite(line, 1, sizeof line, stdout);
+    }
     if (argc == 3 && !strcmp(argv[1], "stubborn")) {  /* ignores SIGTERM, and says so */
         signal(SIGTERM, SIG_IGN);
         fprintf(stderr, "stubborn\n");
@@ -85,7 +97,12 @@ search_path = ["{bin}"]
 sandbox = "{mode}"
 [commands.helper]
 timeout = 2
-args = [{{ name = "MODE", type = {{ type = "enum", values = ["fork", "die", "utf8", "spew", "split", "stubborn", "slow"] }}, min = 1 }},
+args = [{{ name = "MODE", type = {{ type = "enum", values = ["fork", "die", "utf8", "spew", "split", "stubborn", "slow", "cpu"] }}, min = 1 }},
+        {{ name = "ARG", type = {{ type = "regex", pattern = "[A-Za-z0-9]{{1,32}}" }}, min = 1 }}]
+[commands.helper-big]  # the same program, with a cap it will not reach in its time limit
+timeout = 2
+max_output_bytes = 1073741824
+args = [{{ name = "MODE", type = {{ type = "enum", values = ["hostile"] }}, min = 1 }},
         {{ name = "ARG", type = {{ type = "regex", pattern = "[A-Za-z0-9]{{1,32}}" }}, min = 1 }}]
 [commands.helper-raw]  # the same program, out of the redaction net
 redact = false
@@ -118,6 +135,7 @@ def sup(fc, tmp_path_factory):
         (bindir / name).symlink_to(shutil.which(name))
     (bindir / "helper-small").symlink_to(bindir / "helper")
     (bindir / "helper-raw").symlink_to(bindir / "helper")
+    (bindir / "helper-big").symlink_to(bindir / "helper")
     (bindir / "fdlist").symlink_to(fc.root / "recorder")
     policies = {}
     for mode in ("auto", "off"):
@@ -452,3 +470,69 @@ def test_journald_gone_before_the_closing_record_leaves_the_output_alone(fc, sup
     assert (proc.returncode, out, err) == (3, b"after\n", b"")
     recs = fc.journald.records_since(cursor, expect=1, ends=True)
     assert [r["DIAG_DECISION"] for r in recs] == ["allow"]  # a start without an end: the gap shows
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_the_cpu_limit_is_the_commands_not_the_supervisors(fc, sup, mode):
+    proc = fc.run("helper cpu x", policy=sup[mode])
+    assert (proc.returncode, proc.stdout) == (0, b"3 3\n")  # timeout 2 + 1, soft = hard
+
+
+@pytest.mark.parametrize("pidns", [False, True])
+def test_a_fork_that_fails_runs_nothing_and_says_so(fc, sup, web02, pidns):
+    # RLIMIT_NPROC reached while a pipeline starts: the stages already started are killed,
+    # the exit status is 126, one line says why, nothing is left
+    import pwd
+
+    from diag_wrapper import supervise
+    from diag_wrapper.plan import plan
+
+    nobody = pwd.getpwnam("nobody")
+    token = f"T{os.getpid()}nproc"
+    p = plan(b"uptime | grep x | grep y | head -n 1", web02)
+    p = p._replace(executable="/bin/sh", exec_argv=("sh", "-c", f"/bin/sleep 30; : {token}"),
+                   filters=tuple(f._replace(executable="/bin/sleep", exec_argv=("sleep", "30", token))
+                                 for f in p.filters))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        import resource
+
+        from diag_wrapper import sandbox
+
+        if pidns:
+            assert sandbox.pid_namespace()  # as root here; inside the wall it is the diag user's
+        os.setgid(nobody.pw_gid)
+        os.setuid(nobody.pw_uid)
+        here = len([d for d in os.listdir("/proc") if d.isdigit() and os.stat(f"/proc/{d}").st_uid == nobody.pw_uid])
+        allowed = here + 2 + pidns  # init (in a PID namespace) and two stages start, not three
+        resource.setrlimit(resource.RLIMIT_NPROC, (allowed, allowed))
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(w, 2)
+        o = supervise.run(p, 1 << 20, pidns)
+        os.write(w, f"\n{o.status} {o.stages} {o.error}\n".encode())
+        os._exit(0)
+    os.close(w)
+    out = b""
+    while chunk := os.read(r, 4096):
+        out += chunk
+    os.waitpid(pid, 0)
+    last = out.decode().strip().splitlines()[-1]
+    assert last.startswith("126 (137, 137, 127, 127) " + ("a stage could not be started inside the PID"
+                                                          if pidns else "stage 3 could not be started")), out
+    assert _gone(token, 2.0), procs_with(token)
+    o = supervise.Outcome(126, None, None, 0, 0, error="stage 3 could not be started (x)")
+    assert supervise.message(o, 1 << 20, 60).endswith("try again in a moment (exit 126)")
+
+
+def test_output_that_keeps_the_net_busy_still_ends_at_the_time_limit(fc, sup):
+    cursor = fc.journald.cursor()
+    start = time.monotonic()
+    proc = fc.run("helper-big hostile x", policy=sup["auto"])
+    took = time.monotonic() - start
+    assert proc.returncode == 124 and took < 2 + 2 + 1.5, took
+    assert b"time limit of 2 s reached" in proc.stderr
+    end = _end(fc, cursor)
+    assert end["DIAG_TIMED_OUT"] == "1" and int(end["DIAG_BYTES_OUT"]) > 0

@@ -284,7 +284,8 @@ def render_message(logger: Any, method: str, event: dict[str, Any]) -> dict[str,
     if event["decision"] == "end":
         how = (f"exited {event['exit_code']}" if event.get("exit_code") is not None
                else f"killed by signal {event['signal']}" if event.get("signal") is not None
-               else f"did not run ({event.get('error')})")
+               else f"did not run ({event.get('error')})" if event.get("exit_status") == 126
+               else f"failed ({event.get('error')})")
         stops = [w for w in ("cut", "timed_out", "disconnected") if event.get(w) == "1"]
         text = (f"end: {who} '{command}' {how} after {event['duration_ms']} ms, {event['bytes_out']} bytes out"
                 + (f" ({', '.join(w.replace('_', ' ') for w in stops)})" if stops else ""))

@@ -80,7 +80,9 @@ def _replacer(p: Pattern) -> Callable[["re.Match[bytes]"], bytes]:
 
 
 BLOCK_MAX = 1 << 16  # bytes a block may run without its end before the net gives it up
-_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/=]{16,}\r?")
+# A line of a key's inside: base64 (the last one may be short, PGP's "=XXXX" checksum too),
+# indented or not (a key in YAML).
+_BASE64_LINE = re.compile(rb"[ \t]*+[A-Za-z0-9+/=]++\r?")
 
 
 class Redactor:
@@ -95,20 +97,27 @@ class Redactor:
         self.buf = b""
         self.inside: Pattern | None = None  # a block whose end has not come yet
         self.dropped = 0  # bytes of that block so far
+        self.eol: Pattern | None = None  # a match ran to the end of an overlong line: drop to its newline
         self.counts: dict[str, int] = {}
 
     def feed(self, data: bytes) -> bytes:
         """What can be passed on now: the masked text up to the last whole line (of a line
         longer than ``max_line``, up to a place no match runs across)."""
         buf = self.buf + data if self.buf else data
+        if self.eol is not None:  # the rest of a line a match ran to the end of: masked already
+            nl = buf.find(b"\n")
+            if nl < 0:
+                self.buf = b""
+                return b""
+            buf, self.eol = buf[nl:], None
         cut = buf.rfind(b"\n") + 1
-        if cut and self.blocks and self.inside is None:
+        if cut and self.blocks:
             cut = self._hold_base64(buf, cut)
         if not cut:
             if len(buf) < self.max_line:
                 self.buf = buf
                 return b""
-            cut = self._safe_cut(buf)
+            return self._long(buf)
         self.buf = buf[cut:]
         return self._mask(buf[:cut])
 
@@ -128,26 +137,34 @@ class Redactor:
         rest, self.buf = self.buf, b""
         return self._mask(rest) if rest else b""
 
-    def _safe_cut(self, buf: bytes) -> int:
-        """Where to cut a line without a newline: ``overlap`` bytes before its end, moved back
-        to the start of any match (or block marker) that runs across it, so the match is read
-        whole with what comes next; a match longer than half the buffer is passed on whole."""
+    def _long(self, buf: bytes) -> bytes:
+        """A line longer than ``max_line`` with no newline yet: pass on what no match runs
+        across. A match that reaches the end of what is there (``Cookie: .*``, a value that
+        goes on) masks the rest of the line too, up to its newline, whatever comes; otherwise
+        the cut is ``overlap`` bytes before the end, moved to the start of any match across it
+        (read whole with what follows), or past it when that would leave less than half."""
+        if self.inside is not None:  # inside a block: its end is all that is looked for
+            self.buf = buf[-64:]
+            return self._mask(buf[:-64])
         low, seen = buf.lower(), {}
-        spans: list[tuple[int, int]] = []
+        spans: list[tuple[int, int, Pattern]] = []
         for p in self.patterns:
             rx = p.regex if p.regex is not None else p.begin
             if rx is not None and _any(p.hints, low, seen):
-                spans += (m.span() for m in rx.finditer(buf))
-        cut = len(buf) - self.overlap
-        moved = True
-        while moved:
-            moved = False
-            for s, e in spans:
-                if s < cut < e:
-                    cut, moved = (s, True) if s > len(buf) // 2 else (e, False)
-                    if not moved:
-                        return cut
-        return cut
+                spans += ((*m.span(), p) for m in rx.finditer(buf))
+        to_end = [sp for sp in spans if sp[1] >= len(buf) and sp[2].regex is not None]
+        if to_end:
+            start, _, p = min(to_end, key=lambda sp: sp[0])
+            start = _free(spans, start, before=True)
+            self.buf, self.eol = b"", p
+            self._count(p)
+            return self._mask(buf[:start]) + p.marker
+        target = len(buf) - self.overlap
+        cut = _free(spans, target, before=True)
+        if cut < len(buf) // 2:
+            cut = _free(spans, target, before=False)
+        self.buf = buf[cut:]
+        return self._mask(buf[:cut])
 
     def _count(self, p: Pattern, n: int = 1) -> None:
         self.counts[p.name] = self.counts.get(p.name, 0) + n
@@ -157,6 +174,7 @@ class Redactor:
         pos = 0
         low = text.lower()
         seen: dict[bytes, bool] = {}  # hint -> in this text; hints are shared between patterns
+        nxt: dict[str, re.Match[bytes] | None | bool] = {}
         while pos <= len(text):
             if self.inside is not None:
                 assert self.inside.end is not None
@@ -175,7 +193,9 @@ class Redactor:
             for p in self.blocks:
                 if _any(p.hints, low, seen):
                     assert p.begin is not None
-                    m = p.begin.search(text, pos)
+                    m = nxt.get(p.name, False)  # each pattern's next begin, searched again only once passed
+                    if m is False or (m is not None and m.start() < pos):
+                        m = nxt[p.name] = p.begin.search(text, pos)
                     if m is not None and (first is None or m.start() < first[1].start()):
                         first = (p, m)
             if first is None:
@@ -245,6 +265,17 @@ class Redactor:
 
 
 _PROBE = 5  # CPython finds a needle of up to 5 bytes in 64 KiB 2-4x faster than a longer one
+
+
+def _free(spans: list[tuple[int, int, Pattern]], at: int, before: bool) -> int:
+    """The nearest place at or before (after) ``at`` that no span strictly contains."""
+    moved = True
+    while moved:
+        moved = False
+        for s, e, _ in spans:
+            if s < at < e:
+                at, moved = (s if before else e), True
+    return at
 
 
 def _any(hints: tuple[bytes, ...], low: bytes, seen: dict[bytes, bool]) -> bool:

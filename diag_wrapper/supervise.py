@@ -390,7 +390,12 @@ def _supervise(p: Plan, stages: _Stages, pidns: bool, max_output: int, start: fl
             until = min(time.monotonic(), deadline) + GRACE  # a stalled client: no second grace
             for s in streams:
                 while s.open and not s.capped:  # (a grandchild may still write: until bounds it)
-                    bytes_out += _copy(s, max_output - bytes_out, until)
+                    moved = _copy(s, max_output - bytes_out, until)
+                    bytes_out += moved
+                    if not moved and s.open and not _wait_readable(s.src, until):
+                        break
+                if s.open and s.redactor is not None and not s.capped:  # what the net holds back
+                    bytes_out += _release(s, max_output - bytes_out, until)
             cut = any(s.capped for s in streams)
         except BrokenPipeError:
             disconnected = True
@@ -409,7 +414,7 @@ def _supervise(p: Plan, stages: _Stages, pidns: bool, max_output: int, start: fl
     duration = int((time.monotonic() - start) * 1000)
     codes = [os.waitstatus_to_exitcode(st) for st in statuses]
     code = _pipefail(codes)
-    exit_code, sig = (code, None) if code >= 0 else (None, -code)
+    exit_code, sig = (None, None) if error else (code, None) if code >= 0 else (None, -code)
     final = (EXIT_NOT_STARTED if error else EXIT_CUT if cut else EXIT_TIMEOUT if timed_out
              else (code if code >= 0 else 128 - code))
     counts: dict[str, int] = {}
@@ -499,6 +504,19 @@ def _copy(s: _Stream, room: int, until: float) -> int:
     return moved
 
 
+def _release(s: _Stream, room: int, until: float) -> int:
+    """The stream will not be read to its end (a grandchild holds it open): what the net
+    still holds back goes out now, masked, within the cap."""
+    assert s.redactor is not None
+    data = s.carry + s.redactor.flush()
+    s.carry = b""
+    if len(data) > room:
+        s.capped = True
+        data = _split_utf8(data[:room])[0]
+    _write_all(s.dst, data, until)
+    return len(data)
+
+
 def _split_utf8(data: bytes) -> tuple[bytes, bytes]:
     """(``data`` up to its last whole UTF-8 character, the incomplete one after it)."""
     for back in range(1, min(4, len(data)) + 1):
@@ -516,6 +534,16 @@ def _src_empty(s: _Stream) -> bool:
     poller = select.poll()
     poller.register(s.src, select.POLLIN)
     return not poller.poll(0)
+
+
+def _wait_readable(fd: int, until: float) -> bool:
+    """Wait (up to ``until``) for something to read, or the end, on ``fd``."""
+    left = until - time.monotonic()
+    if left <= 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(int(left * 1000) + 1))
 
 
 def _wait_writable(fd: int, until: float) -> None:
@@ -574,9 +602,11 @@ def _reap_all(pid: int) -> None:
 
 def message(o: Outcome, max_output: int, timeout: int | None) -> str | None:
     """The one line the agent reads on stderr when the supervisor stopped the command."""
-    if o.error:
+    if o.error and o.status == EXIT_NOT_STARTED:
         return (f"diag-wrapper: the command did not run: {o.error}; the diag user is at its process"
                 f" limit or the host is short of memory, try again in a moment (exit {EXIT_NOT_STARTED})")
+    if o.error:
+        return f"diag-wrapper: {o.error}; the command was stopped, nothing else ran (exit {o.status})"
     if o.cut:
         return (f"diag-wrapper: output cut at {_size(max_output)}; narrow it with -n, --since, -g or a filter"
                 f" (exit {EXIT_CUT})")

@@ -14,6 +14,8 @@ from diag_wrapper.model import PolicyError
 from diag_wrapper.policy import load
 from diag_wrapper.redact import Redactor, compile_pattern, mask
 
+from conftest import POLICY_DIR
+
 PEM = (b"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
        b"c2VjcmV0IGtleSBtYXRlcmlhbA==\n-----END PRIVATE KEY-----\n")
 OPENSSH = (b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"
@@ -40,6 +42,10 @@ CANARIES = [
     ("secret-assignment", b"password: 'CANARY open quote\n", b"CANARY open"),
     ("pem-private-key", b"tail of a key:\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nCANARYc2VjcmV0IGtleQ==\n-----END PRIVATE KEY-----\n",
      b"CANARYc2Vj"),
+    ("pem-private-key", b"MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nCANARYlast\nfQ==\n-----END PRIVATE KEY-----\n", b"CANARYlast"),
+    ("pem-private-key", b"key: |\n    MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n    CANARYyaml\n    -----END PRIVATE KEY-----\n",
+     b"CANARYyaml"),
+    ("pem-private-key", b"mQENBFCANARYpgpAAAAAAAAAAAAAAAAAAA\n=62sZ\n-----END PGP PRIVATE KEY BLOCK-----\n", b"CANARYpgp"),
     ("cookie", b"< Set-Cookie: _zammad_session=CANARYcookie; path=/\n", b"CANARYcookie"),
     ("jwt", b"id_token=" + JWT + b"\n", JWT[40:]),
     ("matrix-token", b"POST /_matrix/client/v3/sync?access_token=" + SYT + b" 200\n", SYT[4:]),
@@ -55,6 +61,8 @@ KEPT = [
     b"Dec 01 10:00:00 web-02 nginx[123]: 127.0.0.1 - - \"GET /healthz HTTP/1.1\" 200 2\n",
     b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
     b"synapse: password authentication failed for user \"synapse\"\n",
+    b"cat: /run/secrets/db_password: Permission denied\n",
+    b"gapcat: /tmp/x/gap-secret/token: Permission denied\n",
     b"Loaded: loaded (/etc/systemd/system/n8n.service; enabled)\n",
     b"EnvironmentFile=/run/secrets/n8n.env\n",
     b"https://127.0.0.1:8008/_matrix/client/versions\n",
@@ -63,9 +71,12 @@ KEPT = [
 ]
 
 
+SHIPPED = load(str(POLICY_DIR / "web-02.toml"))  # the net does not depend on the search path
+
+
 @pytest.fixture(scope="module")
-def net(web02):
-    return web02.redact
+def net():
+    return SHIPPED.redact
 
 
 @pytest.mark.parametrize("name,text,secret", CANARIES)
@@ -111,22 +122,24 @@ def _pieces(text: bytes, cuts: list[int]) -> list[bytes]:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(CANARIES + [(None, t, None) for t in KEPT]), min_size=1, max_size=6),
        st.lists(st.integers(min_value=0, max_value=10_000), max_size=12))
-def test_a_secret_split_across_reads_is_masked_all_the_same(web02, items, cuts):
+def test_a_secret_split_across_reads_is_masked_all_the_same(items, cuts):
+    net = SHIPPED.redact
     text = b"".join(t for _, t, _ in items)
-    r = Redactor(web02.redact)
+    r = Redactor(net)
     out = b"".join(r.feed(piece) for piece in _pieces(text, cuts)) + r.flush()
-    assert (out, r.counts) == mask(web02.redact, text)
+    assert (out, r.counts) == mask(net, text)
     for _, _, secret in items:
         assert secret is None or secret not in out
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=3000), st.lists(st.integers(min_value=0, max_value=3000), max_size=8))
-def test_arbitrary_bytes_come_through_whole_when_nothing_matches(web02, data, cuts):
+def test_arbitrary_bytes_come_through_whole_when_nothing_matches(data, cuts):
+    net = SHIPPED.redact
     data = data.lower().replace(b"eyj", b"").replace(b"-----", b"")  # nothing that could match
-    out, counts = mask(web02.redact, data)
+    out, counts = mask(net, data)
     if not counts:
-        r = Redactor(web02.redact)
+        r = Redactor(net)
         assert b"".join(r.feed(p) for p in _pieces(data, cuts)) + r.flush() == data == out
 
 
@@ -142,11 +155,19 @@ def test_memory_is_bounded_by_the_line_limit_whatever_the_output():
     assert passed + len(r.flush()) == 2000 * 65536
 
 
-def test_a_long_line_is_cut_at_a_blank_so_a_token_is_not_split():
+def test_a_match_that_reaches_the_end_of_an_overlong_line_masks_the_rest_of_it():
     p = compile_pattern("t", regex="SECRET[0-9]+", hints=("secret",))
     r = Redactor((p,), max_line=4096)
-    out = r.feed(b"a" * 4090 + b" SECRET1234") + r.feed(b"5678 tail") + r.flush()
-    assert out == b"a" * 4090 + b" [redacted:t] tail"
+    out = r.feed(b"a" * 4090 + b" SECRET1234") + r.feed(b"5678 tail") + r.feed(b" more\nnext line\n") + r.flush()
+    assert out == b"a" * 4090 + b" [redacted:t]\nnext line\n"
+
+
+def test_an_overlong_line_is_cut_before_a_match_that_runs_across_the_cut():
+    p = compile_pattern("t", regex="SECRET[0-9]+", hints=("secret",))
+    r = Redactor((p,), max_line=4096)
+    line = b"a" * 2040 + b" SECRET" + b"1" * 40 + b" " + b"b" * 2100
+    out = b"".join(r.feed(line[i:i + 1000]) for i in range(0, len(line), 1000)) + r.flush()
+    assert out == b"a" * 2040 + b" [redacted:t] " + b"b" * 2100
 
 
 # --------------------------------------------------------------------------- the policy section
@@ -226,6 +247,11 @@ def _through(net, data: bytes, step: int = 65536) -> tuple[bytes, dict[str, int]
      + b'\\n-----END PRIVATE KEY-----"}\n', b"MIIEvQ"),
     (b"C" * 65530 + b'"password":"hunter2secret"' + b"D" * 1000 + b"\n", b"hunter2"),
     (b"E" * 65520 + b" eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.c2lnbmF0dXJl " + b"F" * 100, b"c2lnbmF0dXJl"),
+    # a to-the-end match early in the line, a secret right at the first read's end
+    (b"< Cookie: sid=abc " + b"x" * (65536 - 18 - 15) + b" DB_PASSWORD=hunter2 more\n", b"hunter2"),
+    (b"Environment=A=" + b"v" * 70000 + b" TOKEN=CANARYtail\n", b"CANARYtail"),
+    (b"password='" + b"p" * 70000 + b" CANARYq\n", b"CANARYq"),
+    (b"token=" + b"A" * 57000 + b"/pg://u:ab,cdSECRETcd@host" + b" " * 9000 + b"\n", b"SECRETcd"),
 ])
 @pytest.mark.parametrize("step", [65536, 4096, 1000])
 def test_a_secret_across_the_cut_of_an_overlong_line_is_masked(net, line, secret, step):
@@ -251,7 +277,8 @@ def _hostile(p) -> list[bytes]:
         out += [h * (65536 // len(h)), (h + b"-") * (65536 // (len(h) + 1)), b"a" * 64000 + h + b" ",
                 (h + b"=") * (65536 // (len(h) + 1)), h + b" " * 65000 + b"x", h + b"a" * 65000]
     out += [b"eyJ-" * 16000, b"a" * 64000 + b":// ", b"password" * 8000, b"-----BEGIN " * 5000,
-            b"AGE-PLUGIN-" + b"A" * 64000]
+            b"AGE-PLUGIN-" + b"A" * 64000, b"_--_--token" * 5957, b"a://:" * 13000,
+            b"-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n" * 1200]
     return out
 
 

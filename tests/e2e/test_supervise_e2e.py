@@ -132,3 +132,22 @@ def test_the_net_masks_a_canary_key_in_an_allowed_file(e2e):
                           b"[redacted:openssh-private-key]\n[redacted:age-secret-key]\n")
     (end,) = _ends(e2e, cursor)
     assert end["DIAG_REDACTED"] == "age-secret-key=1 openssh-private-key=1 url-credentials=1"
+
+
+def test_the_net_masks_every_shipped_pattern_in_real_output(e2e):
+    # one canary for each pattern of the shipped net (tests/test_redact.py CANARIES), in a
+    # file the policy lets cat read: none comes out, each is counted by its name
+    from test_redact import CANARIES
+
+    canary = e2e.data_file.parent / "every-secret.txt"
+    canary.write_bytes(b"".join(text if text.endswith(b"\n") else text + b"\n" for _, text, _ in CANARIES))
+    canary.chmod(0o644)
+    cursor = e2e.journald.cursor()
+    res = e2e.ssh.run(f"cat {canary}")
+    assert res.returncode == 0, res.stderr
+    for name, _, secret in CANARIES:
+        assert secret not in res.stdout, name
+        assert f"[redacted:{name}]".encode() in res.stdout, name
+    (end,) = _ends(e2e, cursor)
+    counted = dict(kv.split("=") for kv in end["DIAG_REDACTED"].split())
+    assert set(counted) == {name for name, _, _ in CANARIES}

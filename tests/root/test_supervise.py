@@ -71,6 +71,11 @@ int main(int argc, char **argv) {
         line[sizeof line - 1] = '\n';
         for (;;) fwrite(line, 1, sizeof line, stdout);
     }
+    if (argc == 3 && !strcmp(argv[1], "orphan")) {  /* says hi and exits; a grandchild keeps stdout */
+        if (fork() == 0) { setsid(); sleep(30); _exit(0); }
+        puts("hi");
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "stubborn")) {  /* ignores SIGTERM, and says so */
         signal(SIGTERM, SIG_IGN);
         fprintf(stderr, "stubborn\n");
@@ -97,7 +102,7 @@ search_path = ["{bin}"]
 sandbox = "{mode}"
 [commands.helper]
 timeout = 2
-args = [{{ name = "MODE", type = {{ type = "enum", values = ["fork", "die", "utf8", "spew", "split", "stubborn", "slow", "cpu"] }}, min = 1 }},
+args = [{{ name = "MODE", type = {{ type = "enum", values = ["fork", "die", "utf8", "spew", "split", "stubborn", "slow", "cpu", "orphan"] }}, min = 1 }},
         {{ name = "ARG", type = {{ type = "regex", pattern = "[A-Za-z0-9]{{1,32}}" }}, min = 1 }}]
 [commands.helper-big]  # the same program, with a cap it will not reach in its time limit
 timeout = 2
@@ -536,3 +541,19 @@ def test_output_that_keeps_the_net_busy_still_ends_at_the_time_limit(fc, sup):
     assert b"time limit of 2 s reached" in proc.stderr
     end = _end(fc, cursor)
     assert end["DIAG_TIMED_OUT"] == "1" and int(end["DIAG_BYTES_OUT"]) > 0
+
+
+def test_waiting_for_an_orphan_that_holds_stdout_costs_no_cpu(fc, sup):
+    # without the wall: the command exits, a setsid grandchild keeps its stdout open and
+    # writes nothing; the wrapper waits (a grace at most), it does not spin
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    proc = fc.run("helper orphan x", policy=sup["off"])
+    took = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert (proc.returncode, proc.stdout) == (0, b"hi\n") and took < 4
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert cpu < 0.5, cpu
+    assert not procs_with("helper orphan")

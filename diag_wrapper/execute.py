@@ -120,8 +120,13 @@ def apply_limits(p: Plan) -> None:
     import resource
 
     for name, value in p.rlimits:
+        which = getattr(resource, name)
         if name not in CHILD_RLIMITS:
-            resource.setrlimit(getattr(resource, name), (value, value))
+            resource.setrlimit(which, (value, value))
+            continue
+        hard = resource.getrlimit(which)[1]  # the child will set it: fail here, where it is recorded
+        if hard != resource.RLIM_INFINITY and hard < value:
+            raise ValueError(f"{name} hard limit {hard} is below the policy's {value}")
 
 
 def close_others(keep: tuple[int, ...]) -> None:

@@ -80,9 +80,10 @@ def _replacer(p: Pattern) -> Callable[["re.Match[bytes]"], bytes]:
 
 
 BLOCK_MAX = 1 << 16  # bytes a block may run without its end before the net gives it up
-# A line of a key's inside: base64 (the last one may be short, PGP's "=XXXX" checksum too),
-# indented or not (a key in YAML).
+# A line of a key's inside: base64, indented or not (a key in YAML). Such lines are 64
+# characters (70 for OpenSSH) but the last, and PGP's "=XXXX" checksum line, may be short.
 _BASE64_LINE = re.compile(rb"[ \t]*+[A-Za-z0-9+/=]++\r?")
+_LONG = 32
 
 
 class Redactor:
@@ -122,15 +123,17 @@ class Redactor:
         return self._mask(buf[:cut])
 
     def _hold_base64(self, buf: bytes, cut: int) -> int:
-        """Keep back the lines before ``cut`` that look like the inside of a key (base64 only),
-        up to :data:`BLOCK_MAX`: whether an end marker follows is known only with the next read."""
-        start = cut
+        """Keep back the lines before ``cut`` that look like the inside of a key (base64 only,
+        one of them long), up to :data:`BLOCK_MAX`: whether an end marker follows is known
+        only with the next read. (A short word on its own line, ``active``, is not held.)"""
+        start, long_line = cut, False
         while start > 0 and cut - start < BLOCK_MAX:
             prev = buf.rfind(b"\n", 0, start - 1) + 1
             if not _BASE64_LINE.fullmatch(buf, prev, start - 1):
                 break
+            long_line = long_line or len(buf[prev : start - 1].strip()) >= _LONG
             start = prev
-        return start if cut - start < BLOCK_MAX else cut
+        return start if long_line and cut - start < BLOCK_MAX else cut
 
     def flush(self) -> bytes:
         """The rest, at the end of the stream."""
@@ -226,12 +229,18 @@ class Redactor:
                 line = text.rfind(b"\n", 0, m.start()) + 1
                 if text[line : m.start()].strip():
                     continue  # not at the start of its line
-                start = line
-                while start > last:
+                start, short = line, 0  # up to two short lines next to the end (the last of
+                while start > last:     # the base64, PGP's checksum), then only long ones
                     prev = text.rfind(b"\n", last, start - 1) + 1 if start > 1 else 0
                     prev = max(prev, last)
                     if not _BASE64_LINE.fullmatch(text, prev, start - 1):
                         break
+                    if len(text[prev : start - 1].strip()) < _LONG:
+                        if short < 0 or short == 2:
+                            break
+                        short += 1
+                    else:
+                        short = -1
                     start = prev
                 if start < line:
                     parts += (text[last:start], p.marker)

@@ -387,7 +387,8 @@ def _supervise(p: Plan, stages: _Stages, pidns: bool, max_output: int, start: fl
             break
     if not cut and not disconnected:  # what it wrote before it ended (nothing waits for more)
         try:
-            until = min(time.monotonic(), deadline) + GRACE  # a stalled client: no second grace
+            now = time.monotonic()  # a stalled client: no second grace, but what is there goes out
+            until = max(min(now, deadline) + GRACE, now + 0.5)
             for s in streams:
                 while s.open and not s.capped:  # (a grandchild may still write: until bounds it)
                     moved = _copy(s, max_output - bytes_out, until)

@@ -82,9 +82,9 @@ int main(int argc, char **argv) {
         for (;;) pause();
     }
     if (argc == 3 && !strcmp(argv[1], "slow")) {  /* a line, a pause, a line, exit 3 */
-        puts("before"); fflush(stdout);
+        puts("before it"); fflush(stdout);
         usleep(atoi(argv[2]) * 1000);
-        puts("after");
+        puts("after it");
         return 3;
     }
     if (argc == 3 && !strcmp(argv[1], "utf8")) {
@@ -467,12 +467,12 @@ def test_journald_gone_before_the_closing_record_leaves_the_output_alone(fc, sup
     cursor = fc.journald.cursor()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert proc.stdout.readline() == b"before\n"  # the start record was written, it runs
+        assert proc.stdout.readline() == b"before it\n"  # the start record was written, it runs
         fc.journald.stop()
         out, err = proc.communicate(timeout=10)
     finally:
         fc.journald.start()
-    assert (proc.returncode, out, err) == (3, b"after\n", b"")
+    assert (proc.returncode, out, err) == (3, b"after it\n", b"")
     recs = fc.journald.records_since(cursor, expect=1, ends=True)
     assert [r["DIAG_DECISION"] for r in recs] == ["allow"]  # a start without an end: the gap shows
 

@@ -74,7 +74,6 @@ Why the checks look the way they do:
 Decisions are pure functions of the inputs and the :class:`Host`.
 """
 
-
 import functools
 import glob as _glob
 import os

@@ -9,7 +9,6 @@ refused even where getopt would accept it. Positionals then pick the
 subcommand (longest match) and fill the typed argument slots.
 """
 
-
 from typing import NamedTuple
 
 from .model import Arg, Deny

@@ -5,7 +5,6 @@ The data flow is parse -> match -> paths (deny.py) -> plan; the effects (limits,
 audit, execute) only consume a :class:`Plan`.
 """
 
-
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 

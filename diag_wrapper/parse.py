@@ -25,7 +25,6 @@ words are refused rather than guessed at.  One bash rule bashlex does not
 model: a command name starting with ``%`` (even quoted) is a job spec.
 """
 
-
 import re
 import unicodedata
 from typing import NamedTuple

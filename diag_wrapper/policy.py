@@ -6,7 +6,6 @@ relative deny entry, an unknown value type, an include cycle) is a
 "Policy format", for the schema.
 """
 
-
 import os
 import re
 from types import MappingProxyType

@@ -23,7 +23,6 @@ that (tokens hold no blanks), or, with none, where it stands; memory stays bound
 about ``max_line`` plus one read whatever the output is.
 """
 
-
 import re
 from typing import Callable, NamedTuple
 

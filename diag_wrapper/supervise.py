@@ -23,7 +23,6 @@ Otherwise the exit status is the command's, and a death by signal N is 128 + N, 
 reports it. The :class:`Outcome` goes into the closing journal record (audit.py).
 """
 
-
 import ctypes
 import errno
 import os

@@ -7,7 +7,6 @@ wanted when the value does not fit. ``file`` and ``tree`` are *path* types:
 the deny stage resolves them and refuses anything at or under a deny entry.
 """
 
-
 import re
 from typing import NamedTuple
 

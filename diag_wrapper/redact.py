@@ -18,9 +18,9 @@ match. A chunk that holds none of a pattern's hints is not searched for it, whic
 makes the net cheap on ordinary output (bench/RESULTS.md).
 
 Streaming: text is masked a whole line at a time, so a secret split across two reads is
-still one match. A line longer than ``max_line`` bytes is cut at its last blank before
-that (tokens hold no blanks), or, with none, where it stands; memory stays bounded by
-about ``max_line`` plus one read whatever the output is.
+still one match. A line longer than ``max_line`` bytes is cut where no match runs across
+the cut (``Redactor._long``); memory stays bounded by about ``max_line`` plus one read
+whatever the output is.
 """
 
 import re
@@ -79,6 +79,7 @@ def _replacer(p: Pattern) -> Callable[["re.Match[bytes]"], bytes]:
 
 
 BLOCK_MAX = 1 << 16  # bytes a block may run without its end before the net gives it up
+_END_MAX = 128  # bytes kept back inside a block on an overlong line: an end marker fits
 # A line of a key's inside: base64, indented or not (a key in YAML). Such lines are 64
 # characters (70 for OpenSSH) but the last, and PGP's "=XXXX" checksum line, may be short.
 _BASE64_LINE = re.compile(rb"[ \t]*+[A-Za-z0-9+/=]++\r?")
@@ -98,6 +99,7 @@ class Redactor:
         self.inside: Pattern | None = None  # a block whose end has not come yet
         self.dropped = 0  # bytes of that block so far
         self.eol: Pattern | None = None  # a match ran to the end of an overlong line: drop to its newline
+        self.held = (0, False)  # bytes at the start of buf held back as a base64 run, and whether one is long
         self.counts: dict[str, int] = {}
 
     def feed(self, data: bytes) -> bytes:
@@ -109,7 +111,7 @@ class Redactor:
             if nl < 0:
                 self.buf = b""
                 return b""
-            buf, self.eol = buf[nl:], None
+            buf, self.eol, self.held = buf[nl:], None, (0, False)
         cut = buf.rfind(b"\n") + 1
         if cut and self.blocks:
             cut = self._hold_base64(buf, cut)
@@ -127,16 +129,23 @@ class Redactor:
         only with the next read. (A short word on its own line, ``active``, is not held.)"""
         start, long_line = cut, False
         while start > 0 and cut - start < BLOCK_MAX:
+            if start <= self.held[0]:  # the run held back last time: known, not walked again
+                start, long_line = 0, long_line or self.held[1]
+                break
             prev = buf.rfind(b"\n", 0, start - 1) + 1
             if not _BASE64_LINE.fullmatch(buf, prev, start - 1):
                 break
             long_line = long_line or len(buf[prev : start - 1].strip()) >= _LONG
             start = prev
-        return start if long_line and cut - start < BLOCK_MAX else cut
+        if long_line and cut - start < BLOCK_MAX:
+            self.held = (cut - start, True)
+            return start
+        self.held = (0, False)
+        return cut
 
     def flush(self) -> bytes:
         """The rest, at the end of the stream."""
-        rest, self.buf = self.buf, b""
+        rest, self.buf, self.held = self.buf, b"", (0, False)
         return self._mask(rest) if rest else b""
 
     def _long(self, buf: bytes) -> bytes:
@@ -145,9 +154,10 @@ class Redactor:
         goes on) masks the rest of the line too, up to its newline, whatever comes; otherwise
         the cut is ``overlap`` bytes before the end, moved to the start of any match across it
         (read whole with what follows), or past it when that would leave less than half."""
-        if self.inside is not None:  # inside a block: its end is all that is looked for
-            self.buf = buf[-64:]
-            return self._mask(buf[:-64])
+        if self.inside is not None:  # inside a block: its end (at most ~72 bytes) is all that is looked for
+            self.buf = buf[-_END_MAX:]
+            return self._mask(buf[:-_END_MAX])
+        self.held = (0, False)
         low, seen = buf.lower(), {}
         spans: list[tuple[int, int, Pattern]] = []
         for p in self.patterns:
@@ -276,13 +286,18 @@ _PROBE = 5  # CPython finds a needle of up to 5 bytes in 64 KiB 2-4x faster than
 
 
 def _free(spans: list[tuple[int, int, Pattern]], at: int, before: bool) -> int:
-    """The nearest place at or before (after) ``at`` that no span strictly contains."""
-    moved = True
-    while moved:
-        moved = False
-        for s, e, _ in spans:
-            if s < at < e:
-                at, moved = (s if before else e), True
+    """The nearest place at or before (after) ``at`` that no span strictly contains: the
+    start (end) of the union of overlapping spans around it (one sort, one sweep)."""
+    lo = hi = None
+    for s, e, _ in sorted(spans, key=lambda sp: sp[0]):
+        if hi is not None and s < hi:  # overlaps the run so far
+            hi = max(hi, e)
+            continue
+        if lo is not None and lo < at < hi:
+            break
+        lo, hi = s, e
+    if lo is not None and lo < at < hi:
+        return lo if before else hi
     return at
 
 

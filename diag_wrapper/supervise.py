@@ -385,22 +385,29 @@ def _supervise(p: Plan, stages: _Stages, pidns: bool, max_output: int, start: fl
             stages.poll(block=True)
             break
     if not cut and not disconnected:  # what it wrote before it ended (nothing waits for more)
-        try:
-            now = time.monotonic()  # a stalled client: no second grace, but what is there goes out
-            until = max(min(now, deadline) + GRACE, now + 0.5)
-            for s in streams:
+        now = time.monotonic()  # a stalled client: no second grace, but what is there goes out
+        until = max(min(now, deadline) + GRACE, now + 0.5)
+        for s in streams:
+            try:
                 while s.open and not s.capped:  # (a grandchild may still write: until bounds it)
                     moved = _copy(s, max_output - bytes_out, until)
                     bytes_out += moved
                     if not moved and s.open and not _wait_readable(s.src, until):
                         break
+            except BrokenPipeError:
+                disconnected = True
+                break
+            except _Stalled:
+                pass
+            try:
                 if s.open and s.redactor is not None and not s.capped:  # what the net holds back
                     bytes_out += _release(s, max_output - bytes_out, until)
-            cut = any(s.capped for s in streams)
-        except BrokenPipeError:
-            disconnected = True
-        except _Stalled:
-            pass
+            except BrokenPipeError:
+                disconnected = True
+                break
+            except _Stalled:
+                pass
+        cut = cut or any(s.capped for s in streams)
     _reap_all(leader)
     statuses = stages.statuses()
     error = None

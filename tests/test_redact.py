@@ -291,3 +291,27 @@ def test_no_shipped_pattern_is_slow_on_hostile_output(net):
             mask(net, data)
             took = time.process_time() - start
             assert took < 0.5, (p.name, data[:40], took)
+
+
+def test_an_overlong_line_of_overlapping_matches_costs_little(net):
+    import time
+
+    unit = b"!a://u:x,!password=y@z"
+    line = unit * (70000 // len(unit)) + b"@, ok"
+    r = Redactor(net)
+    start = time.process_time()
+    r.feed(line)
+    r.flush()
+    assert time.process_time() - start < 0.2
+
+
+def test_a_key_written_line_by_line_is_not_walked_again_at_every_line(net):
+    import time
+
+    body = (b"MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7c2VjcmV0IGtl\n") * 1000
+    r = Redactor(net)
+    start = time.process_time()
+    out = b"".join(r.feed(body[i:i + 65]) for i in range(0, len(body), 65))
+    out += r.feed(b"-----END PRIVATE KEY-----\n") + r.flush()
+    assert time.process_time() - start < 0.5
+    assert out == b"[redacted:pem-private-key]\n"

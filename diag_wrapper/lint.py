@@ -1,7 +1,7 @@
 """``diag-wrapper lint``: what an admin runs after editing a policy (not on every start).
 
 It checks every ``[[examples]]`` entry against the decision this host would
-make (``plan()``, as ForceCommand mode), and that each deny entry has its twin under every ``persist_roots``
+make (``plan()``, as ForceCommand mode), that every ``[instead]`` suggestion is allowed, and that each deny entry has its twin under every ``persist_roots``
 directory (impermanence keeps the real files there: ``/persist/etc/ssh/...``)
 for entries in the trees impermanence persists: /etc, /var, /home and /root.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .model import ALLOW
+from .model import ALLOW, HELP
 from .plan import plan
 from .policy import Policy
 
@@ -25,6 +25,10 @@ def lint_policy(policy: Policy) -> list[str]:
         if got != ex.decision or (ex.code is not None and d.code != ex.code):
             want = ex.decision + (f" ({ex.code})" if ex.code else "")
             problems.append(f"example {ex.command!r}: expected {want}, got {got} ({d.code}: {d.reason})")
+    for form, hint in policy.instead.items():
+        d = plan(os.fsencode(hint.run), policy)
+        if d.decision not in (ALLOW, HELP):
+            problems.append(f"instead {form!r}: {hint.run!r} is not allowed ({d.code}: {d.reason})")
     paths = {e.path for e in policy.deny}
     for root in policy.settings.persist_roots:
         for e in policy.deny:

@@ -45,10 +45,21 @@ def plan(raw: bytes, policy: Policy, host: Host | None = None) -> Plan:
         return p._replace(filters=filters, layers=(*p.layers, "pipeline"),
                           reason=f"{p.reason}, then {' | '.join(f.rule for f in filters)}")
     except Deny as d:
-        return denied(raw, d.code, d.message, d.rule, argv)
+        hint = instead(policy, argv) if d.code.startswith(("match.", "parse.")) and not (d.rule or "").startswith("| ") else None
+        message = d.message + (f"; instead: {hint.run} ({hint.why})" if hint else "")
+        return denied(raw, d.code, message, d.rule, argv)
     except Exception as exc:  # fail closed: a bug is a deny, never a traceback
         return denied(raw, "internal.error", f"internal error ({type(exc).__name__}); nothing was executed",
                       None, argv)
+
+
+def instead(policy: Policy, argv: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """The policy's ``[instead]`` entry for the longest form ``argv`` starts with, if any."""
+    for n in range(min(3, len(argv)), 0, -1):
+        hit = policy.instead.get(" ".join(argv[:n]))
+        if hit is not None:
+            return hit
+    return None
 
 
 def _in_stage(k: int, stages: tuple[tuple[str, ...], ...], decide):  # type: ignore[no-untyped-def]

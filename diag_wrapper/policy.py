@@ -118,6 +118,14 @@ class Command(NamedTuple):
     redact: bool = True  # its output goes through the redaction net (README "The redaction net")
 
 
+class Instead(NamedTuple):
+    """``[instead."podman logs"]``: what a denial of that form says to run instead. ``run``
+    is a command the policy allows (lint and the tests check it)."""
+
+    run: str
+    why: str
+
+
 class Example(NamedTuple):
     command: str
     decision: str
@@ -148,6 +156,7 @@ class Policy(NamedTuple):
     filters: Mapping[str, Command] = MappingProxyType({})  # what may follow '|': standard input only
     redact: tuple[Pattern, ...] = ()  # the redaction net, in policy order
     redact_max_line: int = 1 << 16  # bytes of one line the net holds before it cuts the line
+    instead: Mapping[str, "Instead"] = MappingProxyType({})  # what to run instead of a refused form
 
 
 # --------------------------------------------------------------------------- helpers
@@ -531,7 +540,7 @@ def _collect(path: str, stack: tuple[str, ...], out: list[tuple[str, dict]], roo
     if len(stack) > _MAX_INCLUDE_DEPTH:
         raise PolicyError(f"{path}: includes nest deeper than {_MAX_INCLUDE_DEPTH}")
     data = _read(path, root_only)
-    _keys(path, data, {"include", "settings", "types", "deny", "commands", "filters", "redact", "examples"})
+    _keys(path, data, {"include", "settings", "types", "deny", "commands", "filters", "redact", "instead", "examples"})
     for inc in _str_list(f"{path}: include", data.get("include", [])):
         target = inc if os.path.isabs(inc) else os.path.join(os.path.dirname(path), inc)
         _collect(target, stack + (real,), out, root_only)
@@ -548,7 +557,7 @@ def load(path: str, root_only: bool = False) -> Policy:
     return _build(path, files)
 
 
-_MERGED = ("settings", "types", "commands", "filters")  # later keys replace earlier ones
+_MERGED = ("settings", "types", "commands", "filters", "instead")  # later keys replace earlier ones
 
 
 def render(path: str) -> str:
@@ -587,6 +596,7 @@ def _build(path: str, files: list[tuple[str, dict]]) -> Policy:
     named: dict[str, ValueType] = {}
     commands: dict[str, Command] = {}
     filters: dict[str, Command] = {}
+    instead: dict[str, Instead] = {}
     patterns: dict[str, Pattern] = {}
     max_line = Policy._field_defaults["redact_max_line"]
     deny: list[DenyEntry] = []
@@ -622,6 +632,15 @@ def _build(path: str, files: list[tuple[str, dict]]) -> Policy:
                 raise PolicyError(f"{src}: {exc}") from None
         if "redact" in data:
             max_line = _redaction(f"{src}: redact", data["redact"], patterns) or max_line
+        for form, spec in _typed(f"{src}: instead", data.get("instead", {}), dict, "a table of forms").items():
+            w = f"{src}: instead.{form}"
+            if not all(_COMMAND_NAME.fullmatch(word) or _OPTION_NAME.fullmatch(word) for word in form.split(" ")):
+                raise _fail(w, "a form is a command name and up to two more words or options (\"podman logs\")")
+            _keys(w, spec, {"run", "why"}, {"run", "why"})
+            run, why = (_typed(f"{w}.{k}", spec[k], str, "a string") for k in ("run", "why"))
+            if not run or _CONTROL.search(run + why) or len(form.split(" ")) > 3:
+                raise _fail(w, "run must be one command line, why one line; a form has at most 3 words")
+            instead[form] = Instead(run, why)
         for i, e in enumerate(_typed(f"{src}: examples", data.get("examples", []), list, "a list of examples")):
             w = f"{src}: examples[{i}]"
             _keys(w, e, {"command", "decision", "code"}, {"command", "decision"})
@@ -641,6 +660,7 @@ def _build(path: str, files: list[tuple[str, dict]]) -> Policy:
         filters=MappingProxyType(filters),
         redact=tuple(patterns.values()),
         redact_max_line=max_line,
+        instead=MappingProxyType(instead),
     )
 
 

@@ -251,3 +251,54 @@ def test_filters_and_commands_are_separate_tables(tmp_path):
     assert plan(b"grep x /etc/hostname | wc", p).decision == ALLOW
     assert plan(b"grep x /etc/hostname | grep y", p).code == "match.not-a-filter"
     assert plan(b"wc | wc", p).code == "match.unknown-command"
+
+
+# --------------------------------------------------------------------------- what to run instead
+
+
+@pytest.mark.parametrize("command,suggests", [
+    ("dmesg -T", "journalctl -k"),
+    ("podman logs invidious-companion", "journalctl CONTAINER_NAME="),
+    ("docker logs x", "journalctl CONTAINER_NAME="),
+    ("podman ps", "systemctl list-units --type=service 'podman-*'"),
+    ("top", "ps aux --sort=-%cpu"),
+    ("netstat -tlnp", "ss -tlnp"),
+    ("ifconfig", "ip -br addr show"),
+    ("mount", "findmnt"),
+    ("service nginx status", "systemctl status"),
+    ("less /var/log/nginx/error.log", "tail -n 200"),
+    ("sudo cat /etc/shadow", "help"),
+])
+def test_a_denial_says_what_to_run_instead(web02, command, suggests):
+    p = plan(command.encode(), web02)
+    assert p.decision == DENY and p.code == "match.unknown-command"
+    assert f"; instead: {suggests}" in p.reason
+
+
+def test_every_suggestion_is_allowed_and_lint_checks_it(web02, tmp_path):
+    from diag_wrapper.lint import lint_policy
+    from diag_wrapper.model import HELP
+
+    assert web02.instead
+    for form, hint in web02.instead.items():
+        assert plan(hint.run.encode(), web02).decision in (ALLOW, HELP), form
+    assert not [x for x in lint_policy(web02) if x.startswith("instead")]
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'include = ["{web02.sources[-1]}"]\n[instead.dmesg]\nrun = "cat /etc/shadow"\nwhy = "no"\n')
+    assert any(x.startswith("instead 'dmesg'") for x in lint_policy(load(str(bad))))
+
+
+def test_a_refused_filter_gets_no_suggestion_meant_for_the_command(web02):
+    assert "instead" not in plan(b"journalctl -n 5 | top", web02).reason
+
+
+@pytest.mark.parametrize("body,problem", [
+    ('[instead."a b c d"]\nrun = "x"\nwhy = "y"', "at most 3 words"),
+    ('[instead."A!"]\nrun = "x"\nwhy = "y"', "a form is a command name"),
+    ('[instead.x]\nrun = ""\nwhy = "y"', "run must be one command line"),
+    ('[instead.x]\nrun = "x"', "missing key"),
+])
+def test_a_bad_instead_entry_does_not_load(tmp_path, body, problem):
+    with pytest.raises(PolicyError) as info:
+        _load(tmp_path, body + "\n")
+    assert problem in str(info.value)

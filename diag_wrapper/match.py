@@ -119,9 +119,18 @@ def _tokenize(cmd: Command, args: tuple[str, ...]) -> tuple[list[Used], list[tup
             ended = True
         elif tok.startswith("--") or not cmd.short_clusters:
             i = _long(cmd, tok, args, i, used)
+        elif tok[1:].isdigit() and "-" + tok[1] not in cmd.index and _counts_lines(cmd):
+            # the old `head -5`, `tail -20`: GNU reads it as -n N, this allowlist does not
+            raise Deny("match.unknown-option", f"{tok} is the old form of -n {tok[1:]}; write -n {tok[1:]}")
         else:
             i = _cluster(cmd, tok, args, i, used)
     return used, positionals
+
+
+def _counts_lines(cmd: Command) -> bool:
+    """-n takes a number here (head, tail, journalctl): so -N would be the old form of -n N."""
+    n = cmd.index.get("-n")
+    return n is not None and n.value is not None and n.value.kind == "int"
 
 
 def _long(cmd: Command, tok: str, args: tuple[str, ...], i: int, used: list[Used]) -> int:

@@ -302,3 +302,15 @@ def test_a_bad_instead_entry_does_not_load(tmp_path, body, problem):
     with pytest.raises(PolicyError) as info:
         _load(tmp_path, body + "\n")
     assert problem in str(info.value)
+
+
+@pytest.mark.parametrize("command", ["tail -20 /var/log/nginx/error.log", "head -5 /etc/hostname",
+                                     "journalctl -u n8n | tail -20", "journalctl -u n8n | head -5"])
+def test_the_old_dash_number_form_says_to_write_dash_n(web02, command):
+    p = plan(command.encode(), web02)
+    assert p.code == "match.unknown-option" and "; write -n " in p.reason
+
+
+def test_a_digit_option_that_exists_is_still_itself(web02):
+    assert plan(b"ls -1 /etc", web02).decision == ALLOW  # ls -1 is one per line, not -n 1
+    assert "write -n" not in plan(b"ls -5 /etc", web02).reason  # ls -n is a flag: no such old form

@@ -25,43 +25,53 @@ class OracleSkip(Exception):
     """The command name cannot be installed as a file (contains '/', too long, ...)."""
 
 
+def _run_bash(root: Path, command: str, names: tuple[str, ...], recorder_text: str, env: dict[str, str]
+              ) -> tuple[Path, subprocess.CompletedProcess]:
+    """``command`` under bash, with ``recorder_text`` installed under every name in ``names``
+    in an otherwise empty PATH directory under ``root``, the builtins of those names
+    disabled, ``failglob`` and ``nounset`` on; (that directory, the finished run)."""
+    for name in names:
+        if not name or "/" in name or name in (".", "..") or "\x00" in name:
+            raise OracleSkip(name)
+    bindir, work = root / "bin", root / "work"
+    bindir.mkdir()
+    work.mkdir()
+    recorder = root / "recorder"
+    recorder.write_text(recorder_text)
+    recorder.chmod(0o755)
+    for name in set(names):
+        try:
+            os.symlink(recorder, bindir / name)
+        except (OSError, UnicodeEncodeError) as exc:
+            raise OracleSkip(name) from exc
+    disable = " ".join(shlex.quote(n) for n in sorted(set(names)))
+    prefix = f"shopt -s failglob extglob; set -u; enable -n -- {disable} 2>/dev/null\n"
+    done = subprocess.run(
+        [BASH, "--norc", "--noprofile", "-c", prefix + command],
+        env={"PATH": str(bindir), **env}, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, timeout=20, check=False,
+    )
+    return bindir, done
+
+
+def _records(data: bytes) -> list[str]:
+    fields = data.split(b"\0")
+    assert fields[-1] == b"", "recorder output not NUL-terminated"
+    return [f.decode("utf-8", "surrogateescape") for f in fields[:-1]]
+
+
 def bash_argv(command: str, argv0: str) -> tuple[str, ...] | None:
     """Run ``command`` under bash with a recorder installed as ``argv0``.
 
     Returns the recorded argv[1:] (None if the recorder did not run, e.g. bash
     refused the command).  Raises OracleSkip if ``argv0`` cannot be a file name.
     """
-    if not argv0 or "/" in argv0 or argv0 in (".", "..") or "\x00" in argv0:
-        raise OracleSkip(argv0)
     with tempfile.TemporaryDirectory(prefix="bash-oracle-") as tmp:
-        root = Path(tmp)
-        bindir, work = root / "bin", root / "work"
-        bindir.mkdir()
-        work.mkdir()
-        recorder = root / "recorder"
-        recorder.write_text(RECORDER)
-        recorder.chmod(0o755)
-        try:
-            os.symlink(recorder, bindir / argv0)
-        except (OSError, UnicodeEncodeError) as exc:
-            raise OracleSkip(argv0) from exc
-        out = root / "argv.out"
-        prefix = f"shopt -s failglob extglob; set -u; enable -n -- {shlex.quote(argv0)} 2>/dev/null\n"
-        subprocess.run(
-            [BASH, "--norc", "--noprofile", "-c", prefix + command],
-            env={"PATH": str(bindir), "ORACLE_OUT": str(out)},
-            cwd=work,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=20,
-            check=False,
-        )
+        out = Path(tmp) / "argv.out"
+        bindir, _ = _run_bash(Path(tmp), command, (argv0,), RECORDER, {"ORACLE_OUT": str(out)})
         if not out.exists():
             return None
-        fields = out.read_bytes().split(b"\0")
-        assert fields[-1] == b"", "recorder output not NUL-terminated"
-        recorded = [f.decode("utf-8", "surrogateescape") for f in fields[:-1]]
+        recorded = _records(out.read_bytes())
         assert recorded[0] == str(bindir / argv0), f"bash ran {recorded[0]!r}, not the recorder for {argv0!r}"
         return tuple(recorded[1:])
 
@@ -74,36 +84,14 @@ PIPE_RECORDER = "#!/bin/bash\n\"$ORACLE_CAT\"\nprintf '%s\\0' \"$0\" \"$@\"\npri
 def bash_pipeline_argvs(command: str, names: tuple[str, ...]) -> tuple[tuple[str, ...], ...] | None:
     """What bash hands to execve for each stage of the pipeline ``command`` (argv[1:] each),
     with a recorder installed under every name in ``names``; None if bash ran none."""
-    for name in names:
-        if not name or "/" in name or name in (".", "..") or "\x00" in name:
-            raise OracleSkip(name)
     with tempfile.TemporaryDirectory(prefix="bash-oracle-") as tmp:
-        root = Path(tmp)
-        bindir, work = root / "bin", root / "work"
-        bindir.mkdir()
-        work.mkdir()
-        recorder = root / "recorder"
-        recorder.write_text(PIPE_RECORDER)
-        recorder.chmod(0o755)
-        for name in set(names):
-            try:
-                os.symlink(recorder, bindir / name)
-            except (OSError, UnicodeEncodeError) as exc:
-                raise OracleSkip(name) from exc
-        disable = " ".join(shlex.quote(n) for n in sorted(set(names)))
-        prefix = f"shopt -s failglob extglob; set -u; enable -n -- {disable} 2>/dev/null\n"
-        out = subprocess.run(
-            [BASH, "--norc", "--noprofile", "-c", prefix + command],
-            env={"PATH": str(bindir), "ORACLE_CAT": shutil.which("cat") or "/bin/cat"}, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, timeout=20, check=False,
-        ).stdout
-        if not out:
+        bindir, done = _run_bash(Path(tmp), command, names, PIPE_RECORDER,
+                                 {"ORACLE_CAT": shutil.which("cat") or "/bin/cat"})
+        if not done.stdout:
             return None
         stages = []
-        for rec in out.split(b"\1")[:-1]:
-            fields = rec.split(b"\0")
-            assert fields[-1] == b"", "recorder output not NUL-terminated"
-            words = [f.decode("utf-8", "surrogateescape") for f in fields[:-1]]
+        for rec in done.stdout.split(b"\1")[:-1]:
+            words = _records(rec)
             assert words[0].startswith(str(bindir) + "/"), f"bash ran {words[0]!r}, not a recorder"
             stages.append(tuple(words))
         return tuple((s[0].rsplit("/", 1)[1], *s[1:]) for s in stages)

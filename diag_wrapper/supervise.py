@@ -280,7 +280,6 @@ def run(p: Plan, max_output: int, pidns: bool = False) -> Outcome:
     start = time.monotonic()
     pids: list[int] = []
     try:
-        failed = None
         if pidns:
             try:
                 pid = os.fork()
@@ -292,27 +291,14 @@ def run(p: Plan, max_output: int, pidns: bool = False) -> Outcome:
         else:
             pids, failed = _spawn_all(p, null, out_w, err_w, 0, (life_r, life_w, libc))
             if failed:
-                for pid in pids:
-                    _kill_tree(pid, signal.SIGKILL)
-                for pid in pids:
-                    os.waitpid(pid, 0)
-                if pids:
-                    _reap_all(pids[0])
+                _stop(pids)
                 return _not_started(p, start, failed, len(pids))
         for fd in (out_w, err_w, status_w, null, life_r):  # the children's ends
             os.close(fd)
         out_w = err_w = status_w = null = life_r = -1
         return _supervise(p, _Stages(pids), pidns, max_output, start, out_r, err_r, status_r, wake_r)
     except BaseException:  # a bug in the supervisor: the command does not run on unwatched
-        for pid in pids:
-            _kill_tree(pid, signal.SIGKILL)
-        for pid in pids:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-        if pids:
-            _reap_all(pids[0])
+        _stop(pids)
         raise
     finally:
         signal.set_wakeup_fd(-1)
@@ -598,13 +584,24 @@ def _reap_all(pid: int) -> None:
             left = []
         if not left:
             break
-        for c in left:
-            _kill_tree(c, signal.SIGKILL)
-        for c in left:
-            try:
-                os.waitpid(c, 0)
-            except ChildProcessError:
-                pass
+        _kill_and_wait(left)
+
+
+def _kill_and_wait(pids: list[int]) -> None:
+    for pid in pids:
+        _kill_tree(pid, signal.SIGKILL)
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _stop(pids: list[int]) -> None:
+    """Kill the stages started, and everything they started, and reap them all."""
+    _kill_and_wait(pids)
+    if pids:
+        _reap_all(pids[0])
 
 
 def message(o: Outcome, max_output: int, timeout: int | None) -> str | None:

@@ -266,8 +266,7 @@ class Redactor:
         for p, repl in self.lines:
             if not _any(p.hints, low, seen):
                 continue
-            spans = _line_spans(low, tuple(h for h in p.hints if seen.get(h) is not False
-                                           and seen.get(h[:_PROBE]) is not False))
+            spans = _line_spans(low, tuple(h for h in p.hints if _any((h,), low, seen)))
             assert p.regex is not None
             parts, last, n = [], 0, 0
             for s, e in spans:

@@ -25,11 +25,12 @@ class OracleSkip(Exception):
     """The command name cannot be installed as a file (contains '/', too long, ...)."""
 
 
-def _run_bash(root: Path, command: str, names: tuple[str, ...], recorder_text: str, env: dict[str, str]
-              ) -> tuple[Path, subprocess.CompletedProcess]:
+def _run_bash(root: Path, command: str, names: tuple[str, ...], recorder_text: str, env: dict[str, str],
+              stdout: int = subprocess.DEVNULL) -> tuple[Path, subprocess.CompletedProcess]:
     """``command`` under bash, with ``recorder_text`` installed under every name in ``names``
     in an otherwise empty PATH directory under ``root``, the builtins of those names
-    disabled, ``failglob`` and ``nounset`` on; (that directory, the finished run)."""
+    disabled, ``failglob`` and ``nounset`` on; (that directory, the finished run). Its output
+    is discarded unless ``stdout`` says otherwise (a command bash runs may print for 20 s)."""
     for name in names:
         if not name or "/" in name or name in (".", "..") or "\x00" in name:
             raise OracleSkip(name)
@@ -48,7 +49,7 @@ def _run_bash(root: Path, command: str, names: tuple[str, ...], recorder_text: s
     prefix = f"shopt -s failglob extglob; set -u; enable -n -- {disable} 2>/dev/null\n"
     done = subprocess.run(
         [BASH, "--norc", "--noprofile", "-c", prefix + command],
-        env={"PATH": str(bindir), **env}, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        env={"PATH": str(bindir), **env}, cwd=work, stdin=subprocess.DEVNULL, stdout=stdout,
         stderr=subprocess.DEVNULL, timeout=20, check=False,
     )
     return bindir, done
@@ -86,7 +87,7 @@ def bash_pipeline_argvs(command: str, names: tuple[str, ...]) -> tuple[tuple[str
     with a recorder installed under every name in ``names``; None if bash ran none."""
     with tempfile.TemporaryDirectory(prefix="bash-oracle-") as tmp:
         bindir, done = _run_bash(Path(tmp), command, names, PIPE_RECORDER,
-                                 {"ORACLE_CAT": shutil.which("cat") or "/bin/cat"})
+                                 {"ORACLE_CAT": shutil.which("cat") or "/bin/cat"}, subprocess.PIPE)
         if not done.stdout:
             return None
         stages = []

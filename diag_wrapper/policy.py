@@ -169,6 +169,8 @@ def _fail(where: str, msg: str) -> PolicyError:
 def _keys(where: str, table: Any, allowed: set[str], required: set[str] = frozenset()) -> dict:
     if not isinstance(table, dict):
         raise _fail(where, f"expected a table, got {type(table).__name__}")
+    if table.keys() <= allowed and required <= table.keys():  # the usual case, without building messages
+        return table
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise _fail(where, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")

@@ -133,6 +133,7 @@ def as_json(p) -> dict:
         "timeout": p.timeout,
         "rlimits": dict(p.rlimits),
         "layers": list(p.layers),
+        "notes": list(p.notes),
         "pass_fds": list(p.pass_fds),
         "wall": list(p.wall),
         "filters": [{"rule": f.rule, "argv": list(f.argv), "exec_argv": list(f.exec_argv), "executable": f.executable}

@@ -21,6 +21,8 @@ class Match(NamedTuple):
     form: Form  # the subcommand's form, or the command's own
     paths: tuple[Arg, ...]  # the path values (options' first), each with its argv index
     options: tuple[tuple[Option, str | None], ...] = ()  # the options given, with their values
+    drops: tuple[tuple[int, int], ...] = ()  # (argv index, letter in a cluster or -1) of dropped flags
+    implied: tuple[str, ...] = ()  # the default subcommand's words, when none was given
 
 
 def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
@@ -41,18 +43,18 @@ def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
             f"{name!r} is not an allowed command; allowed: {', '.join(sorted(policy.commands))} (send 'help')",
         )
     used, positionals = _tokenize(cmd, argv[1:])
-    rule, form, rest = _subcommand(cmd, [w for w, _ in positionals])
+    rule, form, rest, implied = _subcommand(cmd, [w for w, _ in positionals])
     if filter and len(rest) > sum(s.max for s in form.args):
         raise Deny("match.too-many-args", f"{rule!r} after '|' reads only the pipe: no file operands"
                    f" ({' '.join(rest[:3])}); it takes {_usage(form.args)}", rule)
     where = [i for _, i in positionals[len(positionals) - len(rest):]]
     allowed = set(cmd.form.options) | set(form.options)
-    for opt, spelled, _, _ in used:
+    for opt, spelled, _, _, _ in used:
         if opt not in allowed:
             raise Deny("match.unknown-option", f"{spelled} is not allowed with {rule!r}", rule)
-    recursive = any(opt.recursive for opt, _, _, _ in used)
+    recursive = any(opt.recursive for opt, _, _, _, _ in used)
     paths: list[Arg] = []
-    for opt, spelled, value, index in used:
+    for opt, spelled, value, index, _ in used:
         if value is not None and opt.value is not None:
             problem = opt.value.check(value)
             if problem:
@@ -61,7 +63,7 @@ def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
                 paths.append(Arg(value, opt.value.path_kind, index))
     if rest:
         for f in _forms(cmd, form):
-            clash = [spelled for opt, spelled, _, _ in used if any(cmd.index[n] is opt for n in f.no_args_with)]
+            clash = [spelled for opt, spelled, _, _, _ in used if any(cmd.index[n] is opt for n in f.no_args_with)]
             if clash:
                 raise Deny("match.bad-combination", f"{clash[0]} cannot be combined with arguments here"
                            f" ({' '.join(rest[:3])}...): drop {clash[0]} (the arguments say it already)", rule)
@@ -75,7 +77,27 @@ def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
     if tree_slot and not given:
         # `du`, `ls -R`, `grep -r x` with no path walk the working directory: check it like a named one.
         paths.append(Arg(".", "tree", None))
-    return Match(rule, cmd, form, tuple(paths), tuple((opt, value) for opt, _, value, _ in used))
+    drops = tuple(at for opt, _, _, _, at in used if opt.drop and at is not None)
+    return Match(rule, cmd, form, tuple(paths), tuple((opt, value) for opt, _, value, _, _ in used), drops, implied)
+
+
+def edit(argv: tuple[str, ...], drops: tuple[tuple[int, int], ...]) -> tuple[tuple[str, ...], dict[int, int]]:
+    """``argv`` without its dropped flags (``-xeu`` -> ``-eu``, ``-x`` -> gone), and where
+    each remaining word of argv now stands."""
+    letters: dict[int, set[int]] = {}
+    for index, letter in drops:
+        letters.setdefault(index, set()).add(letter)
+    out: list[str] = []
+    where: dict[int, int] = {}
+    for i, word in enumerate(argv):
+        cut = letters.get(i)
+        if cut is not None:
+            word = "" if -1 in cut else "".join(c for j, c in enumerate(word) if j not in cut)
+            if word in ("", "-"):
+                continue
+        where[i] = len(out)
+        out.append(word)
+    return tuple(out), where
 
 
 def defaults(m: Match) -> tuple[str, ...]:
@@ -101,7 +123,8 @@ def _forms(cmd: Command, form: Form) -> tuple[Form, ...]:
 
 # --------------------------------------------------------------------------- options
 
-Used = tuple[Option, str, "str | None", "int | None"]  # option, as spelled, value, argv index of the value
+# option, as spelled, value, argv index of the value, (argv index of the option, letter or -1)
+Used = tuple[Option, str, "str | None", "int | None", "tuple[int, int] | None"]
 
 
 def _tokenize(cmd: Command, args: tuple[str, ...]) -> tuple[list[Used], list[tuple[str, int]]]:
@@ -144,10 +167,10 @@ def _long(cmd: Command, tok: str, args: tuple[str, ...], i: int, used: list[Used
     if opt.value is None:
         if eq:
             raise Deny("match.unexpected-value", f"{name} takes no value")
-        used.append((opt, name, None, None))
+        used.append((opt, name, None, None, (i, -1)))
         return i
     if eq:
-        used.append((opt, name, attached, None))
+        used.append((opt, name, attached, None, None))
         return i
     return _detached(opt, name, args, i, used)
 
@@ -160,11 +183,11 @@ def _cluster(cmd: Command, tok: str, args: tuple[str, ...], i: int, used: list[U
             where = f" (in {tok})" if len(tok) > 2 else ""
             raise Deny("match.unknown-option", f"{name}{where} is not an allowed option of {cmd.name!r} (send 'help {cmd.name}')")
         if opt.value is None:
-            used.append((opt, name, None, None))
+            used.append((opt, name, None, None, (i, j)))
             continue
         rest = tok[j + 1 :]
         if rest:
-            used.append((opt, name, rest, None))
+            used.append((opt, name, rest, None, None))
             return i
         return _detached(opt, name, args, i, used)
     return i
@@ -174,31 +197,37 @@ def _detached(opt: Option, name: str, args: tuple[str, ...], i: int, used: list[
     """The option has no attached value: find it the way the tool would."""
     assert opt.value is not None
     if opt.value_mode == "attached":  # getopt optional_argument: only --x=v or -xv
-        used.append((opt, name, None, None))
+        used.append((opt, name, None, None, None))
         return i
     if opt.value_mode == "next-if-valid":  # journalctl -b: takes the next word if it parses
         if i < len(args) and opt.value.check(args[i]) is None:
-            used.append((opt, name, args[i], i + 1))
+            used.append((opt, name, args[i], i + 1, None))
             return i + 1
-        used.append((opt, name, None, None))
+        used.append((opt, name, None, None, None))
         return i
     if i >= len(args):
         raise Deny("match.missing-value", f"{name} needs a value ({opt.value.describe()})")
-    used.append((opt, name, args[i], i + 1))
+    used.append((opt, name, args[i], i + 1, None))
     return i + 1
 
 
 # --------------------------------------------------------------------------- positionals
 
 
-def _subcommand(cmd: Command, positionals: list[str]) -> tuple[str, Form, list[str]]:
+def _subcommand(cmd: Command, positionals: list[str]) -> tuple[str, Form, list[str], tuple[str, ...]]:
+    """The rule, its form, the positionals left for its slots, and the subcommand words the
+    wrapper adds (the policy's default_subcommand, when none was given)."""
     if not cmd.subcommands:
-        return cmd.name, cmd.form, positionals
+        return cmd.name, cmd.form, positionals, ()
     for n in range(min(len(positionals), max(len(k) for k in cmd.subcommands)), 0, -1):
-        form = cmd.subcommands.get(tuple(positionals[:n]))
+        words = tuple(positionals[:n])
+        form = cmd.subcommands.get(words)
         if form is not None:
-            return " ".join((cmd.name, *positionals[:n])), form, positionals[n:]
-    names = ", ".join(" ".join(k) for k in cmd.subcommands)
+            return " ".join((cmd.name, *cmd.aliases.get(words, words))), form, positionals[n:], ()
+    if not positionals and cmd.default_subcommand:
+        words = cmd.default_subcommand
+        return " ".join((cmd.name, *words)), cmd.subcommands[words], [], words
+    names = ", ".join(" ".join(k) for k in cmd.subcommands if k not in cmd.aliases)
     if not positionals:
         raise Deny("match.missing-subcommand", f"{cmd.name!r} needs a subcommand: {names}", cmd.name)
     raise Deny("match.unknown-subcommand", f"{cmd.name} {positionals[0]!r} is not allowed; allowed: {names}", cmd.name)

@@ -110,6 +110,7 @@ class Plan(NamedTuple):
     filters: tuple[Stage, ...] = ()  # the stages after '|', in order; stdin of each is the one before
     redact: tuple[Any, ...] = ()  # the redaction net's patterns (redact.Pattern); () when it is off
     redact_max_line: int = 1 << 16
+    notes: tuple[str, ...] = ()  # lines for the agent's stderr before the command runs (a dropped flag)
 
     @property
     def allowed(self) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from . import match, parse
 from .deny import DenyList, Host, RealHost, for_policy
 from .model import ALLOW, HELP, Deny, PathCheck, Plan, Stage, denied
-from .policy import Policy
+from .policy import Option, Policy
 
 BASE_ENV = {
     "LANG": "C.UTF-8",
@@ -78,7 +78,8 @@ def _filter(argv: tuple[str, ...], policy: Policy, host: Host) -> Stage:
     """A stage after '|': a filter of the policy; it names no path (the loader sees to that)."""
     m = match.match(argv, policy, filter=True)
     assert not m.paths, "a filter with a path value passed the loader"
-    exec_argv = (argv[0], *m.command.forced_args, *match.defaults(m), *argv[1:])
+    words, _ = match.edit(argv, m.drops)
+    exec_argv = (argv[0], *m.command.forced_args, *match.defaults(m), *words[1:], *m.implied)
     return Stage(m.rule, argv, exec_argv, _executable(argv[0], policy.settings.search_path, host))
 
 
@@ -87,14 +88,15 @@ def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | Non
     m = match.match(argv, policy)
     cmd = m.command
     head = (argv[0], *cmd.forced_args, *match.defaults(m))
-    shift = len(head) - 1  # argv[i] is exec_argv[i + shift]
+    words, where = match.edit(argv, m.drops)  # argv[i] is exec_argv[len(head) - 1 + where[i]]
+    shift = len(head) - 1
     layers = ["allowlist"]
     denylist = for_policy(policy, host) if m.paths or s.sandbox != "off" else None
     checks: tuple[PathCheck, ...] = ()
     if m.paths:  # the deny list is compiled only for commands that name paths or get a wall
         assert denylist is not None
         content = cmd.reads == "content"
-        checks = tuple(denylist.check(a.value, a.kind, content, None if a.index is None else a.index + shift)
+        checks = tuple(denylist.check(a.value, a.kind, content, None if a.index is None else where[a.index] + shift)
                        for a in m.paths)
         layers += ("path-denylist", "identity") if denylist.identity else ("path-denylist",)
     view = host if host is not None else RealHost()
@@ -106,6 +108,7 @@ def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | Non
     handed = () if pass_fds else checks  # names the command will look up again itself
     unstable = _unstable(denylist, handed) if handed else None
     reason = f"allowed by rule {m.rule!r}"
+    notes = tuple(f"note: {spelled} is accepted and not passed on: {opt.help}" for opt, spelled in _dropped(m, argv))
     wall: tuple[str, ...] = ()
     no_wall = 'sandbox = "off"' if s.sandbox == "off" else view.userns()
     if no_wall and s.sandbox == "required":
@@ -124,12 +127,22 @@ def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | Non
         wall = denylist.covers(argv[0])
         layers.append("sandbox")
     return Plan(
-        ALLOW, "allow", reason, raw, rule=m.rule, argv=argv, exec_argv=(*head, *argv[1:]),
+        ALLOW, "allow", reason, raw, rule=m.rule, argv=argv, exec_argv=(*head, *words[1:], *m.implied),
         executable=executable, env={"PATH": ":".join(s.search_path), **BASE_ENV, **cmd.env},
         timeout=timeout, max_output=cmd.max_output_bytes or s.max_output_bytes, paths=checks, layers=tuple(layers),
         rlimits=rlimits(policy, cmd.memory_mb, timeout), pass_fds=pass_fds, wall=wall, unstable=unstable,
-        redact=policy.redact if cmd.redact else (), redact_max_line=policy.redact_max_line,
+        redact=policy.redact if cmd.redact else (), redact_max_line=policy.redact_max_line, notes=notes,
     )
+
+
+def _dropped(m: match.Match, argv: tuple[str, ...]) -> list[tuple[Option, str]]:
+    """The dropped flags, as the agent spelled them, once each."""
+    seen: dict[Option, str] = {}
+    for index, letter in m.drops:
+        word = argv[index]
+        opt = m.command.index[word if letter < 0 else "-" + word[letter]]
+        seen.setdefault(opt, word if letter < 0 else "-" + word[letter])
+    return [(opt, spelled) for opt, spelled in seen.items()]
 
 
 def _fd_plan(name: str, checks: tuple[PathCheck, ...]) -> tuple[int, ...]:

@@ -13,7 +13,7 @@ from typing import Any, Mapping, NamedTuple
 
 from .model import InsecurePolicy, PolicyError
 from .redact import Pattern, compile_pattern, mask
-from .valuetypes import KINDS, ValueType, compile_regex
+from .valuetypes import KINDS, PATH_KINDS, ValueType, compile_regex
 
 DEFAULT_POLICY = "/etc/diag-wrapper/policy.toml"
 SANDBOX_MODES = ("required", "auto", "off")
@@ -72,6 +72,7 @@ class Option(NamedTuple):
     value_mode: str = "required"  # how a value is found: see README
     recursive: bool = False  # turns this command's file arguments into trees
     help: str = ""
+    drop: bool = False  # accepted as a habit and not passed on (journalctl -x); help says why
 
 
 class ArgSlot(NamedTuple):
@@ -116,6 +117,8 @@ class Command(NamedTuple):
     memory_mb: int | None = None  # RLIMIT_DATA, overrides settings.memory_mb
     max_output_bytes: int | None = None  # overrides settings.max_output_bytes
     redact: bool = True  # its output goes through the redaction net (README "The redaction net")
+    default_subcommand: tuple[str, ...] = ()  # run when no subcommand is given (systemctl -> list-units)
+    aliases: Mapping[tuple[str, ...], tuple[str, ...]] = MappingProxyType({})  # ip a -> address show
 
 
 class Instead(NamedTuple):
@@ -214,8 +217,8 @@ _TYPE_KEYS = {
     "field_match": {"fields"},
     "pattern": set(),
     "regex": {"pattern"},
-    "file": set(),
-    "tree": set(),
+    "file": {"pattern"},
+    "tree": {"pattern"},
     "address": {"words"},
 }
 
@@ -224,7 +227,7 @@ def _value_type(where: str, spec: Any, named: Mapping[str, ValueType]) -> ValueT
     if isinstance(spec, str):
         if spec in named:
             return named[spec]
-        if spec in KINDS and not ({"min", "max", "values", "pattern"} & _TYPE_KEYS[spec]):
+        if spec in KINDS and (spec in PATH_KINDS or not ({"min", "max", "values", "pattern"} & _TYPE_KEYS[spec])):
             return ValueType(kind=spec)
         if spec in KINDS:
             raise _fail(where, f"type {spec!r} needs parameters: write {{ type = {spec!r}, ... }}")
@@ -250,7 +253,7 @@ def _value_type(where: str, spec: Any, named: Mapping[str, ValueType]) -> ValueT
         if kind == "list" and len(sep) != 1:
             raise _fail(where, "sep must be one character")
         return ValueType(kind, values=values, sep=sep)
-    if kind == "regex":
+    if kind == "regex" or (kind in PATH_KINDS and "pattern" in table):
         pattern = _typed(f"{where}.pattern", table.get("pattern"), str, "a string")
         try:
             compile_regex(pattern)
@@ -276,7 +279,7 @@ def _value_type(where: str, spec: Any, named: Mapping[str, ValueType]) -> ValueT
 
 
 def _option(where: str, table: Any, named: Mapping[str, ValueType]) -> Option:
-    _keys(where, table, {"names", "value", "value_mode", "recursive", "help"}, {"names"})
+    _keys(where, table, {"names", "value", "value_mode", "recursive", "help", "drop"}, {"names"})
     names = _str_list(f"{where}.names", table["names"])
     if not names:
         raise _fail(where, "names must not be empty")
@@ -293,7 +296,10 @@ def _option(where: str, table: Any, named: Mapping[str, ValueType]) -> Option:
     if recursive and value is not None:
         raise _fail(where, "recursive is for flags")
     help_ = _typed(f"{where}.help", table.get("help", ""), str, "a string")
-    return Option(names=names, value=value, value_mode=mode, recursive=recursive, help=help_)
+    drop = _typed(f"{where}.drop", table.get("drop", False), bool, "a boolean")
+    if drop and (value is not None or recursive or not help_):
+        raise _fail(where, "drop is for flags, and help must say why it is not passed on")
+    return Option(names=names, value=value, value_mode=mode, recursive=recursive, help=help_, drop=drop)
 
 
 def _args(where: str, spec: Any, named: Mapping[str, ValueType]) -> tuple[ArgSlot, ...]:
@@ -361,18 +367,31 @@ def _command(name: str, table: Any, named: Mapping[str, ValueType], where: str =
     if not _COMMAND_NAME.fullmatch(name):
         raise _fail(where, "a command is named by its bare program name (no '/')")
     extra = {"subcommands", "forced_args", "env", "timeout", "option_style", "short_clusters", "reads", "memory_mb",
-             "max_output_bytes", "redact"}
+             "max_output_bytes", "redact", "default_subcommand"}
     form = _form(where, table, named, extra)
     subs: dict[tuple[str, ...], Form] = {}
+    aliases: dict[tuple[str, ...], tuple[str, ...]] = {}
     raw_subs = table.get("subcommands", {})
     _typed(f"{where}.subcommands", raw_subs, dict, "a table of subcommands")
     for key, sub in raw_subs.items():
         words = tuple(key.split(" "))
         if not all(_SUBCOMMAND_WORD.fullmatch(w) for w in words):
             raise _fail(f"{where}.subcommands", f"{key!r} is not a subcommand name")
+        if isinstance(sub, dict) and "same_as" in sub:  # `ip a`: the real tool's abbreviation of `ip address show`
+            _keys(f"{where}.subcommands.{key}", sub, {"same_as"})
+            aliases[words] = tuple(_typed(f"{where}.subcommands.{key}.same_as", sub["same_as"], str, "a string").split(" "))
+            continue
         subs[words] = _form(f"{where}.subcommands.{key}", sub, named, set())
+    for words, target in aliases.items():
+        if target not in subs:
+            raise _fail(f"{where}.subcommands.{' '.join(words)}", f"same_as {' '.join(target)!r} is not a subcommand")
+        subs[words] = subs[target]
     if subs and form.args:
         raise _fail(where, "a command with subcommands takes its positionals per subcommand")
+    default_sub = tuple(_typed(f"{where}.default_subcommand", table.get("default_subcommand", ""), str,
+                               "a string").split())
+    if default_sub and (default_sub not in subs or default_sub in aliases):
+        raise _fail(where, f"default_subcommand {' '.join(default_sub)!r} is not one of its subcommands")
     env = _typed(f"{where}.env", table.get("env", {}), dict, "a table of strings")
     for k, v in env.items():
         if not _ENV_NAME.fullmatch(k):
@@ -425,6 +444,8 @@ def _command(name: str, table: Any, named: Mapping[str, ValueType], where: str =
         max_output_bytes=None if table.get("max_output_bytes") is None else
         _int(f"{where}.max_output_bytes", table["max_output_bytes"], 4096, 1 << 30),
         redact=_typed(f"{where}.redact", table.get("redact", True), bool, "a boolean"),
+        default_subcommand=default_sub,
+        aliases=MappingProxyType(aliases),
     )
 
 

@@ -126,6 +126,8 @@ def _finish(p: Plan, policy: Policy | None, environ: Mapping[str, str], deny_sta
 
         _err(denial(p, policy))
         return deny_status
+    for note in p.notes:
+        _err(note)
     sys.stdout.flush()
     pidns = "sandbox" in p.layers and sandbox.pid_namespace()
     try:

@@ -134,6 +134,8 @@ class ValueType(NamedTuple):
     def _check_file(self, v: str) -> str | None:
         if not v or v == "-":
             return "a path is required here (standard input is not readable through diag)"
+        if self.pattern is not None and not re.fullmatch(self.pattern, v):
+            return f"{v!r} is not a path of the form /{self.pattern}/"
         return None
 
     _check_tree = _check_file
@@ -146,8 +148,8 @@ class ValueType(NamedTuple):
             return "|".join(self.values)
         if self.kind == "list":
             return f"LIST of {'|'.join(self.values)} joined by {self.sep!r}"
-        if self.kind == "regex":
-            return f"/{self.pattern}/"
+        if self.kind == "regex" or (self.pattern and self.path_kind):
+            return f"{self.kind.upper() + ':' if self.path_kind else ''}/{self.pattern}/"
         if self.kind == "unit" and self.glob:
             return "UNIT-OR-PATTERN"
         if self.kind == "address":

@@ -358,11 +358,27 @@ def test_the_opened_descriptor_is_type_checked_too(tmp_path):
     ("cat /run/systemd/system.control/n8n.service.d/50-Environment.conf", "path.denied"),
     ("cat /etc/systemd/system.control/x.conf", "path.denied"),
     ("ls -la /run/diag-wrapper", "path.denied"),
-    ("journalctl -u n8n -x", "match.unknown-option"),  # catalogs fill in @FIELD@ from any field
-    ("journalctl -xeu nginx", "match.unknown-option"),
 ])
 def test_unit_state_outside_the_properties_is_not_readable(web02, command, code):
     _denied(web02, command, code)
+
+
+@pytest.mark.parametrize("command,runs", [
+    ("journalctl -u n8n -x", ("-u", "n8n")),
+    ("journalctl -xeu nginx", ("-eu", "nginx")),
+    ("journalctl -exu nginx", ("-eu", "nginx")),
+    ("journalctl -x -e -u nginx", ("-e", "-u", "nginx")),
+    ("journalctl --catalog -u nginx", ("-u", "nginx")),
+])
+def test_the_catalog_is_never_passed_on(web02, command, runs):
+    """Catalog texts fill in @FIELD@ from any field of the record (COMMAND=, EXECUTABLE=),
+    listed in journal_fields or not: -x is accepted as the habit it is and dropped."""
+    p = plan(command.encode(), web02)
+    assert p.allowed, p.reason
+    assert p.exec_argv[2:] == runs
+    assert not any(w in ("-x", "--catalog") or (w.startswith("-") and not w.startswith("--") and "x" in w)
+                   for w in p.exec_argv)
+    assert p.notes and "not passed on" in p.notes[0]
 
 
 def test_a_denied_commands_record_cannot_reorder_itself():

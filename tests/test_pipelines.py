@@ -261,7 +261,11 @@ def test_filters_and_commands_are_separate_tables(tmp_path):
     ("podman logs invidious-companion", "journalctl CONTAINER_NAME="),
     ("docker logs x", "journalctl CONTAINER_NAME="),
     ("podman ps", "systemctl list-units --type=service 'podman-*'"),
-    ("top", "ps aux --sort=-%cpu"),
+    ("top -s", "top -b -n 1 -o %MEM"),
+    ("htop", "top -b -n 1"),
+    ("coredumpctl info 1234", "journalctl COREDUMP_PID=1234 -o verbose"),
+    ("dig example.org", "resolvectl query"),
+    ("getent passwd", "id nginx"),
     ("netstat -tlnp", "ss -tlnp"),
     ("ifconfig", "ip -br addr show"),
     ("mount", "findmnt"),
@@ -271,7 +275,7 @@ def test_filters_and_commands_are_separate_tables(tmp_path):
 ])
 def test_a_denial_says_what_to_run_instead(web02, command, suggests):
     p = plan(command.encode(), web02)
-    assert p.decision == DENY and p.code == "match.unknown-command"
+    assert p.decision == DENY and p.code.startswith("match.")
     assert f"; instead: {suggests}" in p.reason
 
 

@@ -1,7 +1,8 @@
 """``diag-wrapper lint``: what an admin runs after editing a policy (not on every start).
 
 It checks every ``[[examples]]`` entry against the decision this host would
-make (``plan()``, as ForceCommand mode), that every ``[instead]`` suggestion is allowed, and that each deny entry has its twin under every ``persist_roots``
+make (``plan()``, as ForceCommand mode), that every ``[instead]`` suggestion and every
+``[services]`` recipe command and probe is allowed, and that each deny entry has its twin under every ``persist_roots``
 directory (impermanence keeps the real files there: ``/persist/etc/ssh/...``)
 for entries in the trees impermanence persists: /etc, /var, /home and /root.
 """
@@ -29,6 +30,15 @@ def lint_policy(policy: Policy) -> list[str]:
         d = plan(os.fsencode(hint.run), policy)
         if d.decision not in (ALLOW, HELP):
             problems.append(f"instead {form!r}: {hint.run!r} is not allowed ({d.code}: {d.reason})")
+    for name, svc in policy.services.items():
+        for command in svc.commands:
+            d = plan(os.fsencode(command), policy)
+            if d.decision not in (ALLOW, HELP):
+                problems.append(f"service {name!r}: {command!r} is not allowed ({d.code}: {d.reason})")
+        for probe in svc.probes:
+            d = plan(os.fsencode(f"curl -sS {probe.url}"), policy)
+            if d.decision != ALLOW:
+                problems.append(f"service {name!r}: probe {probe.url!r} cannot be asked ({d.code}: {d.reason})")
     paths = {e.path for e in policy.deny}
     for root in policy.settings.persist_roots:
         for e in policy.deny:

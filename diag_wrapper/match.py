@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from .model import Arg, Deny
 from .policy import ArgSlot, Command, Form, Option, Policy
+from .valuetypes import endpoint
 
 
 class Match(NamedTuple):
@@ -22,7 +23,7 @@ class Match(NamedTuple):
     paths: tuple[Arg, ...]  # the path values (options' first), each with its argv index
     options: tuple[tuple[Option, str | None], ...] = ()  # the options given, with their values
     drops: tuple[tuple[int, int], ...] = ()  # (argv index, letter in a cluster or -1) of dropped flags
-    implied: tuple[str, ...] = ()  # the default subcommand's words, when none was given
+    implied: tuple[str, ...] = ()  # words appended: the default subcommand, a probe's --resolve pin
 
 
 def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
@@ -59,6 +60,8 @@ def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
             problem = opt.value.check(value)
             if problem:
                 raise Deny("match.bad-value", f"{spelled}: {problem}", rule)
+            if opt.value.kind == "endpoint":
+                implied += _probe(policy, value, rule)
             if opt.value.path_kind:
                 paths.append(Arg(value, opt.value.path_kind, index))
     if rest:
@@ -69,6 +72,8 @@ def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
                            f" ({' '.join(rest[:3])}...): drop {clash[0]} (the arguments say it already)", rule)
     given = 0
     for (slot, value), index in zip(_fill(rule, form.args, rest), where):
+        if slot.type.kind == "endpoint":
+            implied += _probe(policy, value, rule)
         kind = slot.type.path_kind
         if kind:
             given += 1
@@ -79,6 +84,23 @@ def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
         paths.append(Arg(".", "tree", None))
     drops = tuple(at for opt, _, _, _, at in used if opt.drop and at is not None)
     return Match(rule, cmd, form, tuple(paths), tuple((opt, value) for opt, _, value, _, _ in used), drops, implied)
+
+
+def _probe(policy: Policy, url: str, rule: str) -> tuple[str, ...]:
+    """A URL curl may ask: exactly one of the host's probe endpoints. One with the host's own
+    name is pinned to loopback (``--resolve NAME:PORT:127.0.0.1``), so it never leaves."""
+    probe = policy.probe(url)
+    if probe is None:
+        known = [p.url for s in policy.services.values() for p in s.probes]
+        raise Deny("match.bad-value", f"{url!r} is not a probe endpoint of this host (health checks only: a URL"
+                   f" that runs work, such as a webhook, is never one); the endpoints are: "
+                   f"{', '.join(known) or '(none)'} ('help probes')", rule)
+    if probe.connect is None:
+        return ()
+    parts = endpoint(url)
+    assert parts is not None
+    addr = f"[{probe.connect}]" if ":" in probe.connect else probe.connect
+    return ("--resolve", f"{parts[1]}:{parts[2]}:{addr}")
 
 
 def edit(argv: tuple[str, ...], drops: tuple[tuple[int, int], ...]) -> tuple[tuple[str, ...], dict[int, int]]:

@@ -13,7 +13,7 @@ from typing import Any, Mapping, NamedTuple
 
 from .model import InsecurePolicy, PolicyError
 from .redact import Pattern, compile_pattern, mask
-from .valuetypes import KINDS, PATH_KINDS, ValueType, compile_regex
+from .valuetypes import KINDS, LOOPBACK, PATH_KINDS, ValueType, compile_regex, endpoint
 
 DEFAULT_POLICY = "/etc/diag-wrapper/policy.toml"
 SANDBOX_MODES = ("required", "auto", "off")
@@ -22,9 +22,9 @@ OPTION_STYLES = ("gnu", "leading")
 _MAX_INCLUDE_DEPTH = 4
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _COMMAND_NAME = re.compile(r"[a-z0-9][a-z0-9._+-]*")
-_SUBCOMMAND_WORD = re.compile(r"[a-z0-9][a-z0-9-]*")
+_SUBCOMMAND_WORD = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_OPTION_NAME = re.compile(r"-[A-Za-z0-9]|--?[A-Za-z0-9][A-Za-z0-9-]+")
+_OPTION_NAME = re.compile(r"-[A-Za-z0-9]|--?[A-Za-z0-9][A-Za-z0-9_.-]+")
 
 
 class DenyEntry(NamedTuple):
@@ -129,6 +129,26 @@ class Instead(NamedTuple):
     why: str
 
 
+class Probe(NamedTuple):
+    """A health endpoint of a service (``[services.NAME] probes``): the one URL curl may ask.
+    ``connect``: the loopback address a URL with one of the host's own names is pinned to."""
+
+    url: str
+    connect: str | None = None
+
+
+class Service(NamedTuple):
+    """``[services.NAME]``: where a service of this host logs and how to probe it, for
+    ``help`` (its recipe) and curl (its probes). ``commands`` are checked by lint."""
+
+    summary: str
+    units: tuple[str, ...] = ()
+    containers: tuple[str, ...] = ()
+    probes: tuple[Probe, ...] = ()
+    commands: tuple[str, ...] = ()
+    notes: str = ""
+
+
 class Example(NamedTuple):
     command: str
     decision: str
@@ -160,6 +180,15 @@ class Policy(NamedTuple):
     redact: tuple[Pattern, ...] = ()  # the redaction net, in policy order
     redact_max_line: int = 1 << 16  # bytes of one line the net holds before it cuts the line
     instead: Mapping[str, "Instead"] = MappingProxyType({})  # what to run instead of a refused form
+    services: Mapping[str, Service] = MappingProxyType({})  # recipes and probe endpoints
+
+    def probe(self, url: str) -> Probe | None:
+        """The policy's probe for exactly this URL, if it lists one."""
+        for s in self.services.values():
+            for p in s.probes:
+                if p.url == url:
+                    return p
+        return None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -220,6 +249,7 @@ _TYPE_KEYS = {
     "file": {"pattern"},
     "tree": {"pattern"},
     "address": {"words"},
+    "endpoint": set(),
 }
 
 
@@ -450,20 +480,20 @@ def _command(name: str, table: Any, named: Mapping[str, ValueType], where: str =
 
 
 _FILTER_KEYS = frozenset({"summary", "options", "args", "defaults", "no_args_with", "forced_args", "option_style",
-                          "short_clusters"})
+                          "short_clusters", "subcommands"})
 
 
 def _filter(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
     """A filter: a command that may follow '|' and reads only its standard input. So no
-    value of it may be a path, nothing recursive (grep -r with no operand walks '.'), no
-    subcommands, and the limits are the pipeline's (its first command's)."""
+    value of it may be a path, nothing recursive (grep -r with no operand walks '.'), and
+    the limits are the pipeline's (its first command's)."""
     where = f"filters.{name}"
     _keys(where, table, set(_FILTER_KEYS))
     cmd = _command(name, table, named, where)
     for opt in cmd.index.values():
         if opt.recursive or (opt.value is not None and opt.value.path_kind):
             raise _fail(where, f"{opt.names[0]} names a path or recurses; a filter reads only standard input")
-    for slot in cmd.form.args:
+    for slot in (s for f in (cmd.form, *cmd.subcommands.values()) for s in f.args):
         if slot.type.path_kind:
             raise _fail(where, f"argument {slot.name} is a path; a filter reads only standard input")
     return cmd
@@ -498,6 +528,33 @@ def _redaction(where: str, table: Any, out: dict[str, Pattern]) -> int | None:
                 raise _fail(w, f"keeps {k!r} is masked by this pattern")
         out[name] = p
     return max_line
+
+
+def _service(where: str, name: str, spec: Any) -> Service:
+    if not _COMMAND_NAME.fullmatch(name):
+        raise _fail(where, "a service is named in lower case: letters, digits, '.', '_', '+', '-'")
+    _keys(where, spec, {"summary", "units", "containers", "probes", "commands", "notes"}, {"summary"})
+    probes = []
+    for i, p in enumerate(_typed(f"{where}.probes", spec.get("probes", []), list, "a list of URLs")):
+        w = f"{where}.probes[{i}]"
+        table = _keys(w, {"url": p} if isinstance(p, str) else p, {"url", "connect"}, {"url"})
+        url = _typed(f"{w}.url", table["url"], str, "a string")
+        connect = table.get("connect")
+        parts = endpoint(url)
+        if parts is None:
+            raise _fail(w, f"{url!r} is not an http(s) URL with a path")
+        if connect is None and parts[1] not in LOOPBACK:
+            raise _fail(w, f"{parts[1]!r} is not loopback: pin the host's own name with connect = \"127.0.0.1\"")
+        if connect is not None and (_typed(f"{w}.connect", connect, str, "a string") not in ("127.0.0.1", "::1")
+                                    or parts[1] in LOOPBACK or parts[1].startswith("[")):
+            raise _fail(w, "connect pins one of the host's own names to 127.0.0.1 or ::1")
+        probes.append(Probe(url, connect))
+    text = {k: _typed(f"{where}.{k}", spec.get(k, ""), str, "a string") for k in ("summary", "notes")}
+    if _CONTROL.search(text["summary"]):
+        raise _fail(where, "summary must be one line")
+    return Service(text["summary"], _str_list(f"{where}.units", spec.get("units", [])),
+                   _str_list(f"{where}.containers", spec.get("containers", [])), tuple(probes),
+                   _str_list(f"{where}.commands", spec.get("commands", [])), text["notes"])
 
 
 # --------------------------------------------------------------------------- files
@@ -563,7 +620,8 @@ def _collect(path: str, stack: tuple[str, ...], out: list[tuple[str, dict]], roo
     if len(stack) > _MAX_INCLUDE_DEPTH:
         raise PolicyError(f"{path}: includes nest deeper than {_MAX_INCLUDE_DEPTH}")
     data = _read(path, root_only)
-    _keys(path, data, {"include", "settings", "types", "deny", "commands", "filters", "redact", "instead", "examples"})
+    _keys(path, data, {"include", "settings", "types", "deny", "commands", "filters", "redact", "instead", "examples",
+                       "services"})
     for inc in _str_list(f"{path}: include", data.get("include", [])):
         target = inc if os.path.isabs(inc) else os.path.join(os.path.dirname(path), inc)
         _collect(target, stack + (real,), out, root_only)
@@ -580,7 +638,7 @@ def load(path: str, root_only: bool = False) -> Policy:
     return _build(path, files)
 
 
-_MERGED = ("settings", "types", "commands", "filters", "instead")  # later keys replace earlier ones
+_MERGED = ("settings", "types", "commands", "filters", "instead", "services")  # later keys replace earlier ones
 
 
 def render(path: str) -> str:
@@ -620,6 +678,7 @@ def _build(path: str, files: list[tuple[str, dict]]) -> Policy:
     commands: dict[str, Command] = {}
     filters: dict[str, Command] = {}
     instead: dict[str, Instead] = {}
+    services: dict[str, Service] = {}
     patterns: dict[str, Pattern] = {}
     max_line = Policy._field_defaults["redact_max_line"]
     deny: list[DenyEntry] = []
@@ -664,6 +723,8 @@ def _build(path: str, files: list[tuple[str, dict]]) -> Policy:
             if not run or _CONTROL.search(run + why) or len(form.split(" ")) > 3:
                 raise _fail(w, "run must be one command line, why one line; a form has at most 3 words")
             instead[form] = Instead(run, why)
+        for name, spec in _typed(f"{src}: services", data.get("services", {}), dict, "a table of services").items():
+            services[name] = _service(f"{src}: services.{name}", name, spec)
         for i, e in enumerate(_typed(f"{src}: examples", data.get("examples", []), list, "a list of examples")):
             w = f"{src}: examples[{i}]"
             _keys(w, e, {"command", "decision", "code"}, {"command", "decision"})
@@ -684,6 +745,7 @@ def _build(path: str, files: list[tuple[str, dict]]) -> Policy:
         redact=tuple(patterns.values()),
         redact_max_line=max_line,
         instead=MappingProxyType(instead),
+        services=MappingProxyType(services),
     )
 
 

@@ -10,7 +10,7 @@ the deny stage resolves them and refuses anything at or under a deny entry.
 import re
 from typing import NamedTuple
 
-KINDS = ("unit", "int", "time", "enum", "list", "field_match", "pattern", "regex", "file", "tree", "address")
+KINDS = ("unit", "int", "time", "enum", "list", "field_match", "pattern", "regex", "file", "tree", "address", "endpoint")
 PATH_KINDS = ("file", "tree")
 
 # systemd unit names (systemd.unit(5)): letters, digits, ":-_.\" and "@" for templates.
@@ -24,6 +24,11 @@ _INT = re.compile(r"[+-]?[0-9]{1,18}")
 # address: HOST[/PREFIX][:PORT] with HOST a dotted quad, [IPv6] or "*"; or :PORT (no bare numbers).
 _ADDRESS = re.compile(r"(?:(?P<v4>[0-9.]{7,15})|\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<any>\*))?"
                       r"(?:/(?P<prefix>[0-9]{1,3}))?(?::(?P<port>[0-9]{1,5}|\*))?")
+
+# endpoint: an http(s) URL; which ones are allowed is the host policy's [services] probes (match.py).
+_URL = re.compile(r"(?P<scheme>https?)://(?P<host>[A-Za-z0-9.-]{1,253}|\[::1\])(?::(?P<port>[0-9]{1,5}))?"
+                  r"(?P<path>/[A-Za-z0-9._~/:@!$&'()*+,;=%-]{0,512})(?:\?[A-Za-z0-9._~/:@!$&'()*+,;=%-]{0,512})?")
+LOOPBACK = ("127.0.0.1", "[::1]", "localhost")
 
 _MAX_VALUE = 4096
 
@@ -131,6 +136,11 @@ class ValueType(NamedTuple):
             return bad
         return None
 
+    def _check_endpoint(self, v: str) -> str | None:
+        if not _URL.fullmatch(v):
+            return f"{v!r} is not an http(s) URL with a path (http://127.0.0.1:8282/healthz)"
+        return None
+
     def _check_file(self, v: str) -> str | None:
         if not v or v == "-":
             return "a path is required here (standard input is not readable through diag)"
@@ -152,6 +162,8 @@ class ValueType(NamedTuple):
             return f"{self.kind.upper() + ':' if self.path_kind else ''}/{self.pattern}/"
         if self.kind == "unit" and self.glob:
             return "UNIT-OR-PATTERN"
+        if self.kind == "endpoint":
+            return "URL (a probe endpoint of this host: 'help probes')"
         if self.kind == "address":
             return "ADDRESS[/PREFIX][:PORT]" + (f" or {'|'.join(self.values)}" if self.values else "")
         return self.kind.upper().replace("_", "-")
@@ -162,6 +174,15 @@ def _some(values: tuple[str, ...], n: int = 16) -> str:
     if len(values) <= n:
         return ", ".join(values)
     return ", ".join(values[:n]) + f", ... ({len(values) - n} more; send 'help COMMAND')"
+
+
+def endpoint(url: str) -> tuple[str, str, int, str] | None:
+    """(scheme, host, port, path-and-query) of an endpoint URL, or None."""
+    m = _URL.fullmatch(url)
+    if not m:
+        return None
+    port = int(m["port"]) if m["port"] else (443 if m["scheme"] == "https" else 80)
+    return m["scheme"], m["host"], port, url[m.start("path"):]
 
 
 def compile_regex(pattern: str) -> None:

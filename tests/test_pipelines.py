@@ -232,7 +232,7 @@ def _load(tmp_path, text):
     ('timeout = 5', "unknown key"),
     ('memory_mb = 64', "unknown key"),
     ('redact = false', "unknown key"),
-    ('[filters.x.subcommands.y]', "unknown key"),
+    ('[filters.x.subcommands.y]\nargs = [{ name = "F", type = "file" }]', "is a path"),
 ])
 def test_a_filter_that_could_read_a_file_does_not_load(tmp_path, body, problem):
     with pytest.raises(PolicyError) as info:

@@ -131,8 +131,9 @@ def test_shipped_policies_load_and_web02_extends_fleet():
                  "uptime", "ps", "ss", "ip", "findmnt", "lsblk", "uname", "hostname", "id", "date",
                  "networkctl", "resolvectl", "timedatectl", "hostnamectl"]:
         assert name in fleet.commands, name
-    for banned in ["find", "curl", "podman", "docker", "bash", "sh", "python3", "less", "more", "vi", "env", "sudo"]:
+    for banned in ["find", "wget", "nc", "podman", "docker", "bash", "sh", "python3", "less", "more", "vi", "env", "sudo"]:
         assert banned not in fleet.commands
+    assert not fleet.services  # curl is in the fleet policy; only a host policy's probes make it ask anything
     assert "/run/wrappers/bin" not in fleet.settings.search_path
 
 

@@ -24,7 +24,7 @@ USAGE = """\
 usage: diag-wrapper [--policy FILE]                        ForceCommand mode (reads SSH_ORIGINAL_COMMAND)
        diag-wrapper check [--policy FILE] [--json] -- 'COMMAND' ...   decide only: exit 0 allow, 1 deny, 2 error
        diag-wrapper lint [--policy FILE]                   check the policy and its [[examples]]
-       diag-wrapper help [--policy FILE] [COMMAND]         what the policy allows
+       diag-wrapper help [--policy FILE] [COMMAND|--brief|--json]   what the policy allows
        diag-wrapper render [--policy FILE]                 the policy and its includes as one JSON document
 """
 
@@ -157,8 +157,10 @@ def lint(args: list[str]) -> int:
 def help_(args: list[str]) -> int:
     from . import helptext
 
-    policy, _, topic = _setup(args, operands="any")
-    sys.stdout.write(helptext.render(policy, topic[0] if topic else None))
+    policy, flags, topic = _setup(args, ("--brief", "--json"), operands="any")
+    if len(flags) + len(topic) > 1:
+        raise _UsageError("help takes one of: COMMAND, --brief, --json")
+    sys.stdout.write(helptext.render(policy, topic[0] if topic else next(iter(flags), None)))
     return EX_OK
 
 

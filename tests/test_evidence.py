@@ -346,3 +346,69 @@ def test_the_real_program_accepts_the_planned_argv(tmp_path, command):
                          env=dict(p.env))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip()
+
+
+# --------------------------------------------------------------------------- help for agents
+
+
+def _tokens(text: str) -> int:
+    """A generous token count: every word and every punctuation mark is one."""
+    import re
+
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+def test_help_brief_fits_an_agents_context_and_names_everything(web02):
+    from diag_wrapper import helptext
+
+    assert plan(b"help --brief", web02).decision == "help"
+    text = helptext.render(web02, "--brief")
+    assert _tokens(text) <= 2000, _tokens(text)
+    for name in (*web02.commands, *web02.filters, *web02.services):
+        assert name in text, name
+
+
+def test_help_json_is_the_policy_as_data(web02):
+    import json
+
+    from diag_wrapper import helptext
+
+    data = json.loads(helptext.render(web02, "--json"))
+    assert set(data["commands"]) == set(web02.commands) and set(data["filters"]) == set(web02.filters)
+    assert [d["path"] for d in data["deny"]] == [e.path for e in web02.deny]
+    assert data["commands"]["systemctl"]["default_subcommand"] == "list-units"
+    assert data["commands"]["ip"]["aliases"]["a"] == "address"
+    assert any(o["drop"] for o in data["commands"]["journalctl"]["options"])
+    assert data["services"]["n8n"]["probes"] == ["http://127.0.0.1:5678/healthz", "http://127.0.0.1:5678/healthz/readiness"]
+
+
+def test_help_has_a_recipe_per_service_and_the_probes(web02):
+    from diag_wrapper import helptext
+
+    text = helptext.render(web02, "services")
+    for name, svc in web02.services.items():
+        assert f"{name}: {svc.summary}" in text
+        for c in svc.commands:
+            assert f"$ {c}" in text
+    one = helptext.render(web02, "invidious-companion")
+    assert "CONTAINER_NAME" in one and "matrix" not in one
+    probes = helptext.render(web02, "probes")
+    assert all(p.url in probes for s in web02.services.values() for p in s.probes)
+    full = helptext.render(web02)
+    assert "Services of this host" in full and "Examples:" in full and "with no subcommand: systemctl list-units" in full
+
+
+def test_cli_help_takes_brief_and_json(tmp_path, web02):
+    import json
+
+    from diag_wrapper.cli import main
+
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["help", "--policy", web02.sources[-1], "--json"]) == 0
+    assert "commands" in json.loads(buf.getvalue())
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(["help", "--policy", web02.sources[-1], "--json", "--brief"]) == 2

@@ -43,8 +43,9 @@ DENIED = [
     ("curl", "match.too-few-args"),
     (f"curl {PROBE} {PROBE}", "match.too-many-args"),
     # write files
-    (f"curl -o /tmp/x {PROBE}", "match.unknown-option"),
-    (f"curl --output=/tmp/x {PROBE}", "match.unknown-option"),
+    (f"curl -o /tmp/x {PROBE}", "match.bad-value"),
+    (f"curl -o /dev/stdout -o /tmp/x {PROBE}", "match.bad-value"),
+    (f"curl --output=/tmp/x {PROBE}", "match.bad-value"),
     (f"curl -O {PROBE}", "match.unknown-option"),
     (f"curl --remote-name-all {PROBE}", "match.unknown-option"),
     (f"curl --output-dir /tmp {PROBE}", "match.unknown-option"),

@@ -103,6 +103,7 @@ class Host(Protocol):
     def realpath(self, p: str) -> str: ...
     def getcwd(self) -> str: ...
     def glob(self, pattern: str) -> list[str]: ...
+    def listdir(self, p: str) -> list[str]: ...
     def lstat(self, p: str) -> os.stat_result: ...
     def readlink(self, p: str) -> str: ...
     def stat(self, p: str) -> os.stat_result: ...
@@ -157,6 +158,9 @@ class RealHost:
 
     def glob(self, pattern: str) -> list[str]:
         return sorted(_glob.glob(pattern, include_hidden=True))
+
+    def listdir(self, p: str) -> list[str]:
+        return os.listdir(p)
 
     def lstat(self, p: str) -> os.stat_result:
         return os.lstat(p)
@@ -671,3 +675,57 @@ def for_policy(policy: Policy, host: Host | None = None) -> DenyList:
     if hit is None or hit[0] is not policy:
         hit = _compiled[id(policy)] = (policy, DenyList(policy.deny, None, policy.settings.kernel_readable))
     return hit[1]
+
+
+# --------------------------------------------------------------------------- globs in path values
+
+#: Paths one glob may expand to; more is refused (narrow the pattern).
+MAX_GLOB = 256
+
+
+def expand_glob(pattern: str, literal: str, host: Host, denylist: "DenyList | None" = None) -> list[str]:
+    """What bash makes of an unquoted ``*``/``?`` in the last component of a path.
+
+    ``pattern`` is the parse module's: ``*`` and ``?`` as themselves, every other character
+    after a backslash. The result: the directory's entries that match, in byte order (bash
+    under LC_COLLATE=C), none starting with '.' unless the pattern's component does, never
+    '.' or '..' (globskipdots); with no match the word as typed (``literal``), as bash
+    leaves it. Deny if a wildcard is anywhere but the last component, if it matches more
+    than :data:`MAX_GLOB` entries, or if ``denylist`` refuses the directory: the names in a
+    denied directory are never listed (they may say which secrets exist)."""
+    tokens = _tokens(pattern)
+    slash = max((k for k, t in enumerate(tokens) if t == "\\/"), default=-1)
+    if any(t in ("*", "?") for t in tokens[:max(slash, 0)]):
+        raise Deny("parse.glob", f"{literal!r}: '*' and '?' are expanded in the last part of a path only;"
+                   " name the directories before it")
+    directory = "".join(t[1] for t in tokens[:slash]) if slash >= 0 else None
+    last = tokens[slash + 1:]
+    rx = re.compile("".join("[^/]*" if t == "*" else "[^/]" if t == "?" else re.escape(t[1]) for t in last), re.DOTALL)
+    hidden = bool(last) and last[0] == "\\."
+    where = "." if directory is None else (directory or "/")
+    if denylist is not None:
+        denylist.check(where, "file", False, None)
+    try:
+        names = host.listdir(where if where.startswith("/") else os.path.join(host.getcwd(), where))
+    except OSError:
+        names = []
+    hits = sorted((n for n in names if n not in (".", "..") and (hidden or not n.startswith(".")) and rx.fullmatch(n)),
+                  key=os.fsencode)
+    if len(hits) > MAX_GLOB:
+        raise Deny("parse.glob", f"{literal!r} matches {len(hits)} entries (at most {MAX_GLOB}); narrow the pattern")
+    if not hits:
+        return [literal]
+    return [n if directory is None else f"{directory}/{n}" for n in hits]
+
+
+def _tokens(pattern: str) -> list[str]:
+    """The pattern as ``*``, ``?`` and escaped literals (``\\x``), one character each."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+        else:
+            out.append(pattern[i])
+            i += 1
+    return out

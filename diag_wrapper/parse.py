@@ -32,7 +32,7 @@ from typing import NamedTuple
 from . import _bashlex
 from .model import Deny
 
-__all__ = ["parse_command", "parse_pipeline"]
+__all__ = ["parse_command", "parse_pipeline", "parse_words", "Word"]
 
 #: Stages a pipeline may have: the command and up to seven filters.
 MAX_STAGES = 8
@@ -55,10 +55,18 @@ _LOOKALIKE_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC", "LI
 _DQ_ESCAPABLE = frozenset('$`"\\')
 
 
-class _Word(NamedTuple):
+class Word(NamedTuple):
+    """One word: its span in the text, the word after quote removal, and, when it has an
+    unquoted ``*`` or ``?``, the glob pattern: those two characters as they are and every
+    other character after a backslash (so a quoted ``*`` stays literal)."""
+
     start: int
     end: int
     literal: str
+    glob: str | None = None
+
+
+_Word = Word
 
 
 def _check_input(raw: bytes, max_bytes: int) -> str:
@@ -166,8 +174,9 @@ def _unquoted_special(text: str, i: int) -> Deny | None:
         return Deny("parse.redirect", f"redirection '{ch}' is not allowed; output comes back over SSH, name input files as arguments")
     if ch in "()":
         return Deny("parse.compound", "subshells, functions and compound commands are not allowed; send one simple command")
-    if ch in "*?[":
-        return Deny("parse.glob", f"unquoted '{ch}' would be a glob; globs are not expanded here, name the file or quote the '{ch}'")
+    if ch == "[":
+        return Deny("parse.glob", "an unquoted '[' would be a bracket glob, which is not expanded here: use '*' or"
+                    " '?' in the last part of a path, or quote the '['")
     if ch in "{}":
         return Deny("parse.brace", f"unquoted '{ch}' could be brace expansion; braces are not expanded here, write each word or quote the '{ch}'")
     if ch == "~":
@@ -206,19 +215,21 @@ def _scan(text: str, pipes: bool = False) -> list[list[_Word]]:
             stages.append(words)
             i += 1
             continue
-        start, out = i, []
+        start, out, pat, globbed = i, [], [], False
         while i < n and text[i] != " " and not (pipes and _is_pipe(text, i)):
             ch = text[i]
             if ch == "\\":
                 if i + 1 >= n:
                     raise Deny("parse.syntax", "trailing backslash; remove it or quote it")
                 out.append(text[i + 1])
+                pat.append("\\" + text[i + 1])
                 i += 2
             elif ch == "'":
                 close = text.find("'", i + 1)
                 if close < 0:
                     raise Deny("parse.syntax", "unterminated single quote; close the quote")
                 out.append(text[i + 1 : close])
+                pat += ("\\" + c for c in text[i + 1 : close])
                 i = close + 1
             elif ch == '"':
                 i += 1
@@ -231,6 +242,7 @@ def _scan(text: str, pipes: bool = False) -> list[list[_Word]]:
                         break
                     if c == "\\" and i + 1 < n and text[i + 1] in _DQ_ESCAPABLE:
                         out.append(text[i + 1])
+                        pat.append("\\" + text[i + 1])
                         i += 2
                         continue
                     if c == "$":
@@ -240,14 +252,21 @@ def _scan(text: str, pipes: bool = False) -> list[list[_Word]]:
                     if c == "!":
                         raise Deny("parse.history", "'!' inside double quotes is history expansion in interactive bash; use single quotes")
                     out.append(c)
+                    pat.append("\\" + c)
                     i += 1
+            elif ch in "*?":  # a glob: plan expands it where the value is a path (README "Globs")
+                out.append(ch)
+                pat.append(ch)
+                globbed = True
+                i += 1
             else:
                 problem = _unquoted_special(text, i)
                 if problem is not None:
                     raise problem
                 out.append(ch)
+                pat.append("\\" + ch)
                 i += 1
-        words.append(_Word(start, i, "".join(out)))
+        words.append(_Word(start, i, "".join(out), "".join(pat) if globbed else None))
     if not words and len(stages) > 1:
         raise Deny("parse.syntax", "'|' with no command after it; name the filter, e.g. '| grep PATTERN'")
     return stages
@@ -345,11 +364,11 @@ def _cross_check(text: str, ours: list[list[_Word]], theirs: list[list[_Word]]) 
             if len(mine) != 1 or mine[0].literal != w.literal:
                 raise Deny("parse.mismatch", f"word {text[w.start:w.end]!r} is read differently by bashlex and the checker; quote it more simply, e.g. one pair of single quotes")
             prev = w.end
-    if text[prev:].strip(" ") or ours != theirs:
+    if text[prev:].strip(" ") or [[w[:3] for w in s] for s in ours] != [[w[:3] for w in s] for s in theirs]:
         raise Deny("parse.mismatch", "bashlex and the checker split the command into different words; quote it more simply")
 
 
-def _parse(raw: bytes, max_bytes: int, pipes: bool) -> tuple[tuple[str, ...], ...]:
+def _parse(raw: bytes, max_bytes: int, pipes: bool) -> tuple[tuple[Word, ...], ...]:
     text = _check_input(raw, max_bytes)
     if not text.strip(" "):
         raise Deny("parse.empty", "no command given; run 'help' to see what is allowed")
@@ -362,8 +381,7 @@ def _parse(raw: bytes, max_bytes: int, pipes: bool) -> tuple[tuple[str, ...], ..
         _check_command_position(text[stage[0].start :])
     theirs = _bashlex_words(text, pipes)
     _cross_check(text, ours, theirs)
-    stages = tuple(tuple(w.literal for w in stage) for stage in ours)
-    for argv in stages:
+    for argv in (tuple(w.literal for w in stage) for stage in ours):
         if not argv or argv[0] == "":
             raise Deny("parse.empty", "empty command name; start with the command to run")
         if argv[0].startswith("%"):
@@ -371,17 +389,31 @@ def _parse(raw: bytes, max_bytes: int, pipes: bool) -> tuple[tuple[str, ...], ..
             raise Deny("parse.reserved-word", "a command name starting with '%' is a job specification in bash; name the command")
         if "=" in argv[0]:
             raise Deny("parse.assignment", "a command name containing '=' looks like an assignment; name the command only")
-    return stages
+    if any(stage[0].glob is not None for stage in ours):
+        raise Deny("parse.glob", "a glob in the command's name; name the command")
+    return tuple(tuple(stage) for stage in ours)
+
+
+def parse_words(raw: bytes, max_bytes: int = 4096) -> tuple[tuple[Word, ...], ...]:
+    """The words of each stage of ``raw``, with their glob patterns (see :func:`parse_pipeline`)."""
+    try:
+        return _parse(raw, max_bytes, pipes=True)
+    except Deny:
+        raise
+    except Exception as exc:  # defence: a parser bug must refuse, never crash
+        raise Deny("parse.syntax", f"command could not be parsed ({type(exc).__name__}); send one simple command of plain words") from None
 
 
 def parse_pipeline(raw: bytes, max_bytes: int = 4096) -> tuple[tuple[str, ...], ...]:
     """The argv of each stage of ``raw``: one simple command, or ``CMD | CMD ...`` (at most
     :data:`MAX_STAGES`); raise Deny otherwise. Which stage may be what is match's business.
+    A word with an unquoted ``*`` or ``?`` comes back as typed (quotes removed); whether it
+    is expanded is plan's business (:func:`parse_words` has the patterns).
 
     Raises only ``Deny`` (codes ``input.*`` and ``parse.*``).
     """
     try:
-        return _parse(raw, max_bytes, pipes=True)
+        return tuple(tuple(w.literal for w in stage) for stage in _parse(raw, max_bytes, pipes=True))
     except Deny:
         raise
     except Exception as exc:  # defence: a parser bug must refuse, never crash
@@ -394,7 +426,7 @@ def parse_command(raw: bytes, max_bytes: int = 4096) -> tuple[str, ...]:
     Raises only ``errors.Deny`` (codes ``input.*`` and ``parse.*``).
     """
     try:
-        return _parse(raw, max_bytes, pipes=False)[0]
+        return tuple(w.literal for w in _parse(raw, max_bytes, pipes=False)[0])
     except Deny:
         raise
     except Exception as exc:  # defence: a parser bug must refuse, never crash

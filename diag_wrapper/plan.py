@@ -13,7 +13,7 @@ again); those effects (run.py) may turn an allow into a reported deny, never the
 from __future__ import annotations
 
 from . import match, parse
-from .deny import DenyList, Host, RealHost, for_policy
+from .deny import DenyList, Host, RealHost, expand_glob, for_policy
 from .model import ALLOW, HELP, Deny, PathCheck, Plan, Stage, denied
 from .policy import Option, Policy
 
@@ -32,11 +32,18 @@ def plan(raw: bytes, policy: Policy, host: Host | None = None) -> Plan:
     """The whole decision for one command string on ``host`` (None: this one). Never raises."""
     argv: tuple[str, ...] = ()
     try:
-        stages = parse.parse_pipeline(raw, policy.settings.max_command_bytes)
+        words = parse.parse_words(raw, policy.settings.max_command_bytes)
+        stages = tuple(tuple(w.literal for w in stage) for stage in words)
         argv = stages[0]
-        if argv[0] == "help" and len(argv) <= 2 and len(stages) == 1:
+        if argv[0] == "help" and len(argv) <= 2 and len(stages) == 1 and not any(w.glob for w in words[0]):
             return Plan(HELP, "help", "help requested", raw, rule="help", argv=argv)
-        p = _in_stage(1, stages, lambda: _allowed(raw, argv, policy, host))
+        for k, stage in enumerate(words[1:], 2):
+            if any(w.glob for w in stage):
+                raise Deny("parse.glob", f"stage {k} of the pipeline ({stage[0].literal}): a filter reads only the"
+                           " pipe, so a glob there names nothing; quote the '*' or '?'", f"| {stage[0].literal}")
+        globs = {i: w.glob for i, w in enumerate(words[0]) if w.glob is not None}
+        p = _in_stage(1, stages, lambda: _globbed(raw, argv, globs, policy, host) if globs
+                      else _allowed(raw, argv, policy, host))
         if len(stages) == 1:
             return p
         view = host if host is not None else RealHost()
@@ -72,6 +79,44 @@ def _in_stage(k: int, stages: tuple[tuple[str, ...], ...], decide):  # type: ign
         name = stages[k - 1][0]
         rule = d.rule if k == 1 else f"| {d.rule or name}"  # a filter's rule: "| grep"
         raise Deny(d.code, f"stage {k} of the pipeline ({name}): {d.message}", rule) from None
+
+
+def _globbed(raw: bytes, argv: tuple[str, ...], globs: dict[int, str], policy: Policy, host: Host | None) -> Plan:
+    """Expand the globs in path values as bash would (deny.expand_glob), then plan the
+    expanded argv like any other. A glob where the value is not a path is refused; an
+    expanded path the deny list refuses is left out, and a note says so (none left: deny)."""
+    view = host if host is not None else RealHost()
+    m = match.match(argv, policy)
+    kinds = {a.index: a.kind for a in m.paths if a.index is not None}
+    for i in globs:
+        if i not in kinds:
+            raise Deny("parse.glob", f"{argv[i]!r} is not a path here, so it is not expanded; quote the '*' or '?'"
+                       " (a pattern, a unit name) or name the file", m.rule)
+    denylist = for_policy(policy, host)
+    out: list[str] = []
+    notes: list[str] = []
+    for i, word in enumerate(argv):
+        if i not in globs:
+            out.append(word)
+            continue
+        kept, left = [], []
+        for path in expand_glob(globs[i], word, view, denylist):
+            try:
+                denylist.check(path, kinds[i], m.command.reads == "content", None)
+                kept.append(path)
+            except Deny as d:
+                if d.code not in ("path.denied", "path.tree-contains-denied"):
+                    raise
+                left.append(path)
+                why = d
+        if not kept:  # the last refusal stands, said of the pattern
+            raise why
+        if left:
+            notes.append(f"note: {word} left out {len(left)} denied match(es): {' '.join(left)}")
+        out += kept
+    p = _allowed(raw, tuple(out), policy, host)
+    return p._replace(notes=(*notes, *p.notes), reason=f"{p.reason}; globs expanded to {len(out) - len(argv) + len(globs)}"
+                      f" path(s)")
 
 
 def _filter(argv: tuple[str, ...], policy: Policy, host: Host) -> Stage:

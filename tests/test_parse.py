@@ -146,10 +146,10 @@ DENIED: list[tuple[str, str]] = [
     ("%1", "parse.reserved-word"),  # job spec: bash runs `fg`
     ("'%' x", "parse.reserved-word"),
     # globs, braces, tilde, comments, history
-    ("ls *", "parse.glob"),
-    ("ls *.log", "parse.glob"),
-    ("ls a?", "parse.glob"),
     ("ls [ab]", "parse.glob"),
+    ("ls a[", "parse.glob"),
+    ("* x", "parse.glob"),
+    ("l? x", "parse.glob"),
     ("[ -f x ]", "parse.glob"),
     ("ls {a,b}", "parse.brace"),
     ("ls a{1..3}", "parse.brace"),
@@ -386,3 +386,23 @@ def test_confusable_characters_are_refused(command):
 ])
 def test_plain_non_ascii_text_still_passes(command, argv):
     assert parse_command(command.encode()) == argv
+
+
+@pytest.mark.parametrize("command,words", [
+    ("ls *", [("*", "*")]),
+    ("ls *.log", [("*.log", "*\\.\\l\\o\\g")]),
+    ("ls a?", [("a?", "\\a?")]),
+    ("ls '*'", [("*", None)]),
+    ("ls \\*", [("*", None)]),
+    ('ls "a*"b*', [("a*b*", "\\a\\*\\b*")]),
+    ("ls /var/log/nginx/*.log x", [("/var/log/nginx/*.log", "\\/\\v\\a\\r\\/\\l\\o\\g\\/\\n\\g\\i\\n\\x\\/*\\.\\l\\o\\g"),
+                                    ("x", None)]),
+])
+def test_an_unquoted_star_or_question_mark_is_marked_as_a_glob(command, words):
+    """The parser passes ``*`` and ``?`` through, marked: the word keeps its quote-removed
+    text, and its pattern escapes every character but the unquoted wildcards (plan expands
+    it where the value is a path, README "Globs")."""
+    from diag_wrapper.parse import parse_words
+
+    got = [(w.literal, w.glob) for w in parse_words(command.encode())[0][1:]]
+    assert got == words

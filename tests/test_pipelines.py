@@ -58,7 +58,7 @@ REFUSED = [
     ("a | %1", "parse.reserved-word"),
     ("a | $(b)", "parse.command-substitution"),
     ("a | b <(c)", "parse.process-substitution"),
-    ("a | b *", "parse.glob"),
+    ("a | b [x]", "parse.glob"),
     (" | ".join("a" * (MAX_STAGES + 1)), "parse.pipeline"),
 ]
 

@@ -590,7 +590,7 @@ class DenyList:
                     raise Deny(
                         "path.tree-contains-denied",
                         f"{value} resolves to {resolved}, a tree that contains {pat.shown}"
-                        f" ({pat.entry.why}); name a narrower path beside it",
+                        f" ({pat.entry.why}); {self._clean_children(resolved)}",
                         rule=f"deny:{pat.entry.path}",
                     )
             self._check_tree_identity(value, tree)
@@ -605,6 +605,32 @@ class DenyList:
                 check_type(value, st)
             self.check_links(value, st)
         return PathCheck(value=value, resolved=resolved, kind=kind, index=index)
+
+    def _clean_children(self, resolved: str, most: int = 24) -> str:
+        """What to name instead of a tree that contains a deny entry: its entries that are
+        clean trees themselves (as ``ls`` of it would show them; never inside a deny entry)."""
+        if getattr(self, "_listing", False):  # a child's own refusal: no hint of its own
+            return "name a narrower path beside it"
+        try:
+            names = sorted(self._fs.listdir(resolved), key=os.fsencode)
+        except OSError:
+            names = []
+        clean = []
+        self._listing = True
+        try:
+            for n in names[:256]:
+                child = f"{resolved.rstrip('/')}/{n}"
+                try:
+                    self.check(child, TREE)
+                except Deny:
+                    continue
+                clean.append(child)
+        finally:
+            self._listing = False
+        if not clean:
+            return "name a narrower path beside it"
+        more = f" and {len(clean) - most} more" if len(clean) > most else ""
+        return f"its clean parts, which may be named: {' '.join(clean[:most])}{more}"
 
     def check_kernel(self, value: str, real: tuple[str, ...], kind: str) -> None:
         """Content reads in /proc and /sys only of the files the policy lists

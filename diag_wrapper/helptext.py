@@ -98,7 +98,7 @@ def services_help(policy: Policy, only: str | None = None) -> str:
 
 def probes_help(policy: Policy) -> str:
     out = ["curl asks exactly these URLs (GET, or HEAD with -I), nothing else; a URL with one of the",
-           "host's own names is pinned to loopback. Options: curl -sS [-I|-i|-v|-f|-k|-w FORMAT] URL"]
+           "host's own names is pinned to loopback. Options: curl -sS [-I|-i|-v|-f|-k|-o /dev/null|-w FORMAT] URL"]
     for name, s in policy.services.items():
         out += [f"  {p.url}  ({name}{', pinned to ' + p.connect if p.connect else ''})" for p in s.probes]
     return "\n".join(out) + "\n"

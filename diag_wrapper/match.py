@@ -23,7 +23,8 @@ class Match(NamedTuple):
     paths: tuple[Arg, ...]  # the path values (options' first), each with its argv index
     options: tuple[tuple[Option, str | None], ...] = ()  # the options given, with their values
     drops: tuple[tuple[int, int], ...] = ()  # (argv index, letter in a cluster or -1) of dropped flags
-    implied: tuple[str, ...] = ()  # words appended: the default subcommand, a probe's --resolve pin
+    implied: tuple[str, ...] = ()  # words appended: the default subcommand, when none was given
+    pins: tuple[str, ...] = ()  # options put right after the forced ones: a probe's --connect-to
 
 
 def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
@@ -61,7 +62,7 @@ def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
             if problem:
                 raise Deny("match.bad-value", f"{spelled}: {problem}", rule)
             if opt.value.kind == "endpoint":
-                implied += _probe(policy, value, rule)
+                raise Deny("match.bad-value", f"{spelled}: a URL is given as the one positional", rule)
             if opt.value.path_kind:
                 paths.append(Arg(value, opt.value.path_kind, index))
     if rest:
@@ -71,9 +72,10 @@ def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
                 raise Deny("match.bad-combination", f"{clash[0]} cannot be combined with arguments here"
                            f" ({' '.join(rest[:3])}...): drop {clash[0]} (the arguments say it already)", rule)
     given = 0
+    pins: tuple[str, ...] = ()
     for (slot, value), index in zip(_fill(rule, form.args, rest), where):
         if slot.type.kind == "endpoint":
-            implied += _probe(policy, value, rule)
+            pins += _probe(policy, value, rule)
         kind = slot.type.path_kind
         if kind:
             given += 1
@@ -83,12 +85,16 @@ def match(argv: tuple[str, ...], policy: Policy, filter: bool = False) -> Match:
         # `du`, `ls -R`, `grep -r x` with no path walk the working directory: check it like a named one.
         paths.append(Arg(".", "tree", None))
     drops = tuple(at for opt, _, _, _, at in used if opt.drop and at is not None)
-    return Match(rule, cmd, form, tuple(paths), tuple((opt, value) for opt, _, value, _, _ in used), drops, implied)
+    return Match(rule, cmd, form, tuple(paths), tuple((opt, value) for opt, _, value, _, _ in used), drops, implied,
+                 pins)
 
 
 def _probe(policy: Policy, url: str, rule: str) -> tuple[str, ...]:
     """A URL curl may ask: exactly one of the host's probe endpoints. One with the host's own
-    name is pinned to loopback (``--resolve NAME:PORT:127.0.0.1``), so it never leaves."""
+    name is pinned to loopback with ``--connect-to NAME:PORT:127.0.0.1:PORT``, which plan puts
+    before every word of the agent (after a ``--`` it would be read as a URL). Not
+    ``--resolve``: that only seeds curl's DNS cache, which ``-6`` throws away for a real
+    lookup; ``--connect-to`` replaces the connection itself, and fails under ``-6``."""
     probe = policy.probe(url)
     if probe is None:
         known = [p.url for s in policy.services.values() for p in s.probes]
@@ -100,7 +106,7 @@ def _probe(policy: Policy, url: str, rule: str) -> tuple[str, ...]:
     parts = endpoint(url)
     assert parts is not None
     addr = f"[{probe.connect}]" if ":" in probe.connect else probe.connect
-    return ("--resolve", f"{parts[1]}:{parts[2]}:{addr}")
+    return ("--connect-to", f"{parts[1]}:{parts[2]}:{addr}:{parts[2]}")
 
 
 def edit(argv: tuple[str, ...], drops: tuple[tuple[int, int], ...]) -> tuple[tuple[str, ...], dict[int, int]]:

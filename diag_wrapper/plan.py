@@ -132,7 +132,7 @@ def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | Non
     s = policy.settings
     m = match.match(argv, policy)
     cmd = m.command
-    head = (argv[0], *cmd.forced_args, *match.defaults(m))
+    head = (argv[0], *cmd.forced_args, *match.defaults(m), *m.pins)
     words, where = match.edit(argv, m.drops)  # argv[i] is exec_argv[len(head) - 1 + where[i]]
     shift = len(head) - 1
     layers = ["allowlist"]

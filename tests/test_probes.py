@@ -63,6 +63,11 @@ DENIED = [
     (f"curl --libcurl /tmp/c {PROBE}", "match.unknown-option"),
     (f"curl -w '%output{{/tmp/x}}' {PROBE}", "match.bad-value"),
     (f"curl -w '%output{{>>/tmp/x}}%{{json}}' {PROBE}", "match.bad-value"),
+    # headers printed without their names slip past the redaction net (Set-Cookie)
+    (f"curl -w '%header{{set-cookie}}' {PROBE}", "match.bad-value"),
+    (f"curl -w '%{{header_json}}' {PROBE}", "match.bad-value"),
+    (f"curl -w '%{{json}}' {PROBE}", "match.bad-value"),
+    (f"curl -w '%{{stderr}}' {PROBE}", "match.bad-value"),
     # read files
     (f"curl -K /etc/shadow {PROBE}", "match.unknown-option"),
     (f"curl --config /etc/shadow {PROBE}", "match.unknown-option"),
@@ -164,9 +169,14 @@ def test_every_probe_of_the_host_policy_can_be_asked_and_nothing_else(web02):
 
 
 def test_a_probe_with_an_own_name_is_pinned_to_loopback(web02):
-    p = plan(b"curl -sS -I https://matrix.example.org/_matrix/client/versions", web02)
-    assert p.allowed, p.reason
-    assert p.exec_argv[-2:] == ("--resolve", "matrix.example.org:443:127.0.0.1")
+    for extra in ("", "-6 ", "-- "):
+        p = plan(f"curl -sS -I {extra}https://matrix.example.org/_matrix/client/versions".encode(), web02)
+        assert p.allowed, p.reason
+        # right after the forced words, before anything of the agent's (`--` would make it a URL)
+        i = p.exec_argv.index("--connect-to")
+        assert p.exec_argv[i + 1] == "matrix.example.org:443:127.0.0.1:443"
+        assert p.exec_argv[i + 2] == "-sS"
+        assert "--resolve" not in p.exec_argv
 
 
 @pytest.mark.parametrize("probe,says", [
@@ -253,7 +263,7 @@ def test_real_curl_asks_the_probe_and_follows_nowhere(tmp_path, server):
     # a redirect elsewhere is not followed
     out = _run(plan(f"curl -sS -i http://127.0.0.1:{server}/away".encode(), pol))
     assert out.returncode == 0 and b"302" in out.stdout and b"Location: http://192.0.2.1/" in out.stdout
-    # the host's own name, which resolves nowhere here, is pinned to loopback by --resolve
+    # the host's own name, which resolves nowhere here, is pinned to loopback by --connect-to
     out = _run(plan(f"curl -sS http://diag-probe.example.org:{server}/own".encode(), pol))
     assert out.returncode == 0, out.stderr
     assert out.stdout == b"ok /own host=diag-probe.example.org:%d\n" % server

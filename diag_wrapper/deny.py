@@ -274,6 +274,15 @@ class _Pattern(NamedTuple):
         return m <= len(self.comps) and all(_comp_matches(self.comps[i], tree[i]) for i in range(m))
 
 
+def _masked_by(pat: "_Pattern", wall: tuple[str, ...]) -> bool:
+    """The wall shows everything ``pat`` names empty: a literal entry outside the kernel's
+    file systems, at or under a path the wall covers."""
+    if not all(isinstance(c, str) for c in pat.comps) or pat.comps[:1] in (("proc",), ("sys",), ("dev",)):
+        return False
+    path = "/" + "/".join(pat.comps)  # type: ignore[arg-type]
+    return any(path == w or path.startswith(w.rstrip("/") + "/") for w in wall)
+
+
 def _in_proc(comps: tuple[str, ...]) -> bool:
     return bool(comps) and comps[0] == "proc"
 
@@ -480,7 +489,7 @@ class DenyList:
                     rule=f"deny:{entry.path}",
                 )
 
-    def _check_tree_identity(self, value: str, tree: tuple[str, ...]) -> None:
+    def _check_tree_identity(self, value: str, tree: tuple[str, ...], wall: tuple[str, ...] | None = None) -> None:
         places = []  # (st_dev, place in that fs) of the tree and of every mount beneath it
         ident = self._ident("/" + "/".join(tree))
         if ident is not None:
@@ -490,8 +499,15 @@ class DenyList:
                 mident = self._ident("/" + "/".join(m.point))
                 if mident is not None:
                     places.append((mident[0], m.root))
+        shown_empty = set()
+        if wall is not None:  # literal entries the wall covers at their real place (check's ``wall``)
+            shown_empty = {i for i, (_, real, e) in enumerate(self._seen)
+                           if "*" not in e.path and not _no_second_names(real)
+                           and any(_split(w) == real[:len(_split(w))] for w in wall)}
         for dev, place in places:
-            for edev, eplace, entry in self._located:
+            for i, (edev, eplace, entry) in enumerate(self._located):
+                if i in shown_empty:
+                    continue
                 # the tree (or a mount beneath it) shows the entry's place, a parent of it,
                 # or a part of it (a bind of a denied directory's subdirectory or file)
                 if edev == dev and (eplace[: len(place)] == place or place[: len(eplace)] == eplace):
@@ -548,11 +564,16 @@ class DenyList:
                     rule=f"deny:{pat.entry.path}",
                 )
 
-    def check(self, value: str, kind: str, content: bool = False, index: int | None = None) -> PathCheck:
+    def check(self, value: str, kind: str, content: bool = False, index: int | None = None,
+              wall: tuple[str, ...] | None = None) -> PathCheck:
         """Return the resolved path, or raise Deny if ``value`` reaches a denied location.
 
         ``content``: the command reads what it names (cat, grep, df opens it), so it must be
-        a regular file or a directory, and in /proc and /sys one the policy lists."""
+        a regular file or a directory, and in /proc and /sys one the policy lists.
+        ``wall``: what the planned kernel wall covers (:meth:`covers`). A tree that contains
+        deny entries is then allowed when the wall shows every one of them empty: each is
+        a literal name (a ``*`` entry could match a name made after the wall went up) at or
+        under a covered path, outside /proc and /sys; they are the result's ``masked``."""
         if kind not in (FILE, TREE):
             raise ValueError(f"unknown path kind {kind!r}")
         if value == "":
@@ -583,17 +604,22 @@ class DenyList:
             other = resolved
         if other != resolved:
             self._check_name(value, _split(other), "resolves to")
+        masked: tuple[str, ...] = ()
         if kind == TREE:
             tree = _split(resolved)
-            for pat in self._patterns:
-                if pat.beneath(tree):
-                    raise Deny(
-                        "path.tree-contains-denied",
-                        f"{value} resolves to {resolved}, a tree that contains {pat.shown}"
-                        f" ({pat.entry.why}); {self._clean_children(resolved)}",
-                        rule=f"deny:{pat.entry.path}",
-                    )
-            self._check_tree_identity(value, tree)
+            inside = [pat for pat in self._patterns if pat.beneath(tree)]
+            if inside and wall is not None and all(_masked_by(pat, wall) for pat in inside):
+                masked = tuple(sorted({"/" + "/".join(pat.comps) for pat in inside}))  # type: ignore[arg-type]
+                inside = []
+            if inside:
+                pat = inside[0]
+                raise Deny(
+                    "path.tree-contains-denied",
+                    f"{value} resolves to {resolved}, a tree that contains {pat.shown}"
+                    f" ({pat.entry.why}); {self._clean_children(resolved)}",
+                    rule=f"deny:{pat.entry.path}",
+                )
+            self._check_tree_identity(value, tree, wall if masked else None)
         if content:
             self.check_kernel(value, _split(resolved), kind)
         try:
@@ -604,7 +630,7 @@ class DenyList:
             if content:
                 check_type(value, st)
             self.check_links(value, st)
-        return PathCheck(value=value, resolved=resolved, kind=kind, index=index)
+        return PathCheck(value=value, resolved=resolved, kind=kind, index=index, masked=masked)
 
     def _clean_children(self, resolved: str, most: int = 24) -> str:
         """What to name instead of a tree that contains a deny entry: its entries that are

@@ -67,6 +67,7 @@ class PathCheck(NamedTuple):
     resolved: str
     kind: str  # "file" or "tree"
     index: int | None = None
+    masked: tuple[str, ...] = ()  # deny entries inside this tree that the wall shows empty
 
 
 class Stage(NamedTuple):
@@ -111,6 +112,7 @@ class Plan(NamedTuple):
     redact: tuple[Any, ...] = ()  # the redaction net's patterns (redact.Pattern); () when it is off
     redact_max_line: int = 1 << 16
     notes: tuple[str, ...] = ()  # lines for the agent's stderr before the command runs (a dropped flag)
+    masked: tuple[str, ...] = ()  # deny entries inside a tree that are allowed only because the wall covers them
 
     @property
     def allowed(self) -> bool:

@@ -93,6 +93,7 @@ def _globbed(raw: bytes, argv: tuple[str, ...], globs: dict[int, str], policy: P
             raise Deny("parse.glob", f"{argv[i]!r} is not a path here, so it is not expanded; quote the '*' or '?'"
                        " (a pattern, a unit name) or name the file", m.rule)
     denylist = for_policy(policy, host)
+    planned = None if policy.settings.sandbox == "off" or view.userns() else denylist.covers(argv[0])
     out: list[str] = []
     notes: list[str] = []
     for i, word in enumerate(argv):
@@ -102,7 +103,7 @@ def _globbed(raw: bytes, argv: tuple[str, ...], globs: dict[int, str], policy: P
         kept, left = [], []
         for path in expand_glob(globs[i], word, view, denylist):
             try:
-                denylist.check(path, kinds[i], m.command.reads == "content", None)
+                denylist.check(path, kinds[i], m.command.reads == "content", None, planned)
                 kept.append(path)
             except Deny as d:
                 if d.code not in ("path.denied", "path.tree-contains-denied"):
@@ -137,14 +138,17 @@ def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | Non
     shift = len(head) - 1
     layers = ["allowlist"]
     denylist = for_policy(policy, host) if m.paths or s.sandbox != "off" else None
+    view = host if host is not None else RealHost()
+    no_wall = 'sandbox = "off"' if s.sandbox == "off" else view.userns()
+    planned = None if no_wall or denylist is None else denylist.covers(argv[0])
     checks: tuple[PathCheck, ...] = ()
     if m.paths:  # the deny list is compiled only for commands that name paths or get a wall
         assert denylist is not None
         content = cmd.reads == "content"
-        checks = tuple(denylist.check(a.value, a.kind, content, None if a.index is None else where[a.index] + shift)
-                       for a in m.paths)
+        checks = tuple(denylist.check(a.value, a.kind, content, None if a.index is None else where[a.index] + shift,
+                                      planned) for a in m.paths)
         layers += ("path-denylist", "identity") if denylist.identity else ("path-denylist",)
-    view = host if host is not None else RealHost()
+    masked = tuple(sorted({e for c in checks for e in c.masked}))
     executable = _executable(cmd.name, s.search_path, view)
     timeout = cmd.timeout or s.timeout
     pass_fds = _fd_plan(argv[0], checks)
@@ -154,8 +158,9 @@ def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | Non
     unstable = _unstable(denylist, handed) if handed else None
     reason = f"allowed by rule {m.rule!r}"
     notes = tuple(f"note: {spelled} is accepted and not passed on: {opt.help}" for opt, spelled in _dropped(m, argv))
+    if masked:
+        notes += (f"note: the kernel wall shows these denied locations in the tree empty: {' '.join(masked)}",)
     wall: tuple[str, ...] = ()
-    no_wall = 'sandbox = "off"' if s.sandbox == "off" else view.userns()
     if no_wall and s.sandbox == "required":
         raise Deny("sandbox.unavailable", f"the kernel wall (user + mount namespace) cannot be set up here"
                    f" ({no_wall}) and this host's policy requires it; nothing was executed", m.rule)
@@ -168,8 +173,8 @@ def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | Non
         if handed:
             layers.append("stable-names")
     else:
-        assert denylist is not None
-        wall = denylist.covers(argv[0])
+        assert planned is not None
+        wall = planned
         layers.append("sandbox")
     return Plan(
         ALLOW, "allow", reason, raw, rule=m.rule, argv=argv, exec_argv=(*head, *words[1:], *m.implied),
@@ -177,6 +182,7 @@ def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | Non
         timeout=timeout, max_output=cmd.max_output_bytes or s.max_output_bytes, paths=checks, layers=tuple(layers),
         rlimits=rlimits(policy, cmd.memory_mb, timeout), pass_fds=pass_fds, wall=wall, unstable=unstable,
         redact=policy.redact if cmd.redact else (), redact_max_line=policy.redact_max_line, notes=notes,
+        masked=masked,
     )
 
 

@@ -94,6 +94,10 @@ def _wall(p: Plan, mode: str) -> Plan:
         if mode == "required":
             return refused(p, "sandbox.unavailable", f"the kernel wall (user + mount namespace) could not be"
                            f" set up ({exc}) and this host's policy requires it; nothing was executed")
+        if p.masked:
+            return refused(p, "path.tree-contains-denied", f"the tree was allowed because the kernel wall shows"
+                           f" {' '.join(p.masked)} empty, and the wall could not come up ({exc}); name a"
+                           " narrower path beside them")
         if p.unstable:
             return refused(p, "path.unstable", p.unstable)
         p = degraded(p, "sandbox-unavailable", f"kernel wall unavailable ({exc}), path checks only")

@@ -1,0 +1,107 @@
+"""A tree that contains deny entries, allowed because the kernel wall shows them empty.
+
+The plan allows `grep -r`/`du`/`ls -R` over such a tree only when the wall it plans
+covers every entry inside (literal names, outside /proc and /sys); the real wall is then
+entered in a child and the real grep and du run over the tree: the canary is not seen.
+If the wall cannot come up, the effect turns the allow into path.tree-contains-denied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diag_wrapper import run, sandbox
+from diag_wrapper.model import ALLOW, DENY
+from diag_wrapper.plan import plan
+from diag_wrapper.policy import load
+
+REPO = Path(__file__).resolve().parents[2]
+
+CHILD = r"""
+import json, subprocess, sys
+from diag_wrapper import sandbox
+wall, argv = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+sandbox.enter(wall)
+out = subprocess.run(argv, capture_output=True, text=True)
+print(json.dumps({"rc": out.returncode, "out": out.stdout, "err": out.stderr}))
+"""
+
+
+@pytest.fixture
+def layout(tmp_path):
+    tree = tmp_path / "log"
+    (tree / "private" / "svc").mkdir(parents=True)
+    (tree / "private" / "svc" / "token").write_text("CANARY-7f3a\n")
+    (tree / "nginx").mkdir()
+    (tree / "nginx" / "error.log").write_text("upstream timed out\n")
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "host_a_key").write_text("CANARY-glob\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("grep", "du", "ls"):
+        os.symlink(shutil.which(name), bindir / name)
+    path = tmp_path / "p.toml"
+    path.write_text(f'include = ["{REPO / "policy" / "fleet.toml"}"]\n'
+                    f'[[deny]]\npath = "{tree}/private"\nwhy = "logs of DynamicUser services"\n'
+                    f'[[deny]]\npath = "{tmp_path}/keys/host_*_key"\nwhy = "host keys"\n'
+                    f'[settings]\nsearch_path = ["{bindir}"]\nsandbox = "auto"\npersist_roots = []\n')
+    return tmp_path, load(str(path))
+
+
+def _in_wall(p, argv):
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(list(p.wall)), json.dumps(argv)],
+                         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_a_tree_with_literal_entries_is_allowed_and_reads_nothing_secret(layout):
+    root, pol = layout
+    p = plan(f"grep -r CANARY {root}/log".encode(), pol)
+    if "sandbox" not in p.layers:
+        pytest.skip(f"no user namespaces here: {p.reason}")
+    assert p.decision == ALLOW, p.reason
+    assert p.masked == (f"{root}/log/private",)
+    assert any("shows these denied locations in the tree empty" in n for n in p.notes)
+    assert f"{root}/log/private" in p.wall
+    got = _in_wall(p, [p.executable, *p.exec_argv[1:]])
+    assert "CANARY" not in got["out"] and got["rc"] == 1  # nothing found: the entry is empty
+    du = plan(f"du -a {root}/log".encode(), pol)
+    assert du.decision == ALLOW
+    seen = _in_wall(du, [du.executable, *du.exec_argv[1:]])
+    assert "token" not in seen["out"] and "error.log" in seen["out"]
+
+
+def test_a_tree_with_a_glob_entry_stays_refused(layout):
+    """A '*' entry could match a name made after the wall went up: nothing can cover it."""
+    root, pol = layout
+    p = plan(f"grep -r CANARY {root}".encode(), pol)
+    assert (p.decision, p.code) == (DENY, "path.tree-contains-denied"), p.reason
+    assert f"{root}/log" in p.reason  # the clean parts are named for the next request
+
+
+def test_without_the_wall_the_tree_is_refused(layout, monkeypatch):
+    root, pol = layout
+    off = pol._replace(settings=pol.settings._replace(sandbox="off"))
+    p = plan(f"du -sh {root}/log".encode(), off)
+    assert (p.decision, p.code) == (DENY, "path.tree-contains-denied")
+    assert f"{root}/log/nginx" in p.reason
+    # planned with the wall, which then fails to come up ("auto"): the effect refuses it
+    p = plan(f"du -sh {root}/log".encode(), pol)
+    if "sandbox" not in p.layers:
+        pytest.skip("no user namespaces here")
+
+    def fail(wall):
+        raise sandbox.SandboxError("unshare(CLONE_NEWUSER|CLONE_NEWNS): Operation not permitted")
+
+    monkeypatch.setattr(sandbox, "enter", fail)
+    q = run._wall(p, "auto")
+    assert (q.decision, q.code) == (DENY, "path.tree-contains-denied"), q.reason
+    assert f"{root}/log/private" in q.reason

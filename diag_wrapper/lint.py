@@ -10,6 +10,7 @@ for entries in the trees impermanence persists: /etc, /var, /home and /root.
 from __future__ import annotations
 
 import os
+import shlex
 
 from .model import ALLOW, HELP
 from .plan import plan
@@ -36,7 +37,7 @@ def lint_policy(policy: Policy) -> list[str]:
             if d.decision not in (ALLOW, HELP):
                 problems.append(f"service {name!r}: {command!r} is not allowed ({d.code}: {d.reason})")
         for probe in svc.probes:
-            d = plan(os.fsencode(f"curl -sS {probe.url}"), policy)
+            d = plan(os.fsencode(f"curl -sS {shlex.quote(probe.url)}"), policy)
             if d.decision != ALLOW:
                 problems.append(f"service {name!r}: probe {probe.url!r} cannot be asked ({d.code}: {d.reason})")
     paths = {e.path for e in policy.deny}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from . import match, parse
 from .deny import DenyList, Host, RealHost, expand_glob, for_policy
 from .model import ALLOW, HELP, Deny, PathCheck, Plan, Stage, denied
+from .model import PolicyError
 from .policy import Option, Policy
 
 BASE_ENV = {
@@ -51,6 +52,8 @@ def plan(raw: bytes, policy: Policy, host: Host | None = None) -> Plan:
                         for k, stage in enumerate(stages[1:], 2))
         return p._replace(filters=filters, layers=(*p.layers, "pipeline"),
                           reason=f"{p.reason}, then {' | '.join(f.rule for f in filters)}")
+    except PolicyError as exc:  # a sealed policy's command that fails the checks on first use
+        return denied(raw, "policy.error", f"the policy is invalid: {exc}; nothing was executed", None, argv)
     except Deny as d:
         hint = instead(policy, argv) if d.code.startswith(("match.", "parse.")) and not (d.rule or "").startswith("| ") else None
         message = d.message + (f"; instead: {hint.run} ({hint.why})" if hint else "")

@@ -499,7 +499,7 @@ def _filter(name: str, table: Any, named: Mapping[str, ValueType]) -> Command:
     return cmd
 
 
-def _redaction(where: str, table: Any, out: dict[str, Pattern]) -> int | None:
+def _redaction(where: str, table: Any, out: dict[str, Pattern], examples: bool = True) -> int | None:
     """``[redact]``: ``max_line_bytes`` and ``patterns.NAME``; each pattern's ``examples``
     must come out masked and its ``keeps`` unchanged, or the policy does not load."""
     _keys(where, table, {"max_line_bytes", "patterns"})
@@ -516,14 +516,14 @@ def _redaction(where: str, table: Any, out: dict[str, Pattern]) -> int | None:
         except ValueError as exc:
             raise _fail(w, str(exc)) from None
         _typed(f"{w}.why", spec["why"], str, "a string")
-        examples = _str_list(f"{w}.examples", spec["examples"])
-        if not examples:
+        shown = _str_list(f"{w}.examples", spec["examples"])
+        if not shown:
             raise _fail(w, "examples must show at least one text the pattern masks")
-        for e in examples:
+        for e in shown if examples else ():
             masked, counts = mask((p,), e.encode())
             if not counts.get(name):
                 raise _fail(w, f"example {e!r} is not masked by this pattern (regex or hints wrong)")
-        for k in _str_list(f"{w}.keeps", spec.get("keeps", [])):
+        for k in _str_list(f"{w}.keeps", spec.get("keeps", [])) if examples else ():
             if mask((p,), k.encode())[1]:
                 raise _fail(w, f"keeps {k!r} is masked by this pattern")
         out[name] = p
@@ -560,9 +560,52 @@ def _service(where: str, name: str, spec: Any) -> Service:
 # --------------------------------------------------------------------------- files
 
 
+_SEAL = b'{"sealed": "'
+
+
+def _validator() -> bytes:
+    """What a seal vouches for: the source of the code that validates a policy. A wrapper
+    whose checks differ in any way does not trust another's seal."""
+    import hashlib
+
+    h = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("policy", "valuetypes", "redact", "model"):
+        with open(os.path.join(here, name + ".py"), "rb") as fh:
+            h.update(fh.read())
+    return h.digest()
+
+
+def _seal(text: str) -> str:
+    """``render``'s JSON with a first member that vouches this validator passed all of it."""
+    import hashlib
+
+    if text.strip() == "{}":
+        return text  # nothing to vouch for
+    body = text[1:].encode()
+    return '{"sealed": "' + hashlib.sha256(_validator() + body).hexdigest() + '",' + text[1:]
+
+
+def sealed(raw: bytes) -> bool:
+    """The file is ``render``'s output from this very validator, unchanged since."""
+    import hashlib
+
+    if not raw.startswith(_SEAL) or raw[len(_SEAL) + 64:len(_SEAL) + 66] != b'",':
+        return False
+    digest = raw[len(_SEAL):len(_SEAL) + 64]
+    try:
+        want = hashlib.sha256(_validator() + raw[len(_SEAL) + 66:]).hexdigest().encode()
+    except OSError:
+        return False
+    import hmac
+
+    return hmac.compare_digest(digest, want)
+
+
 def _read(path: str, root_only: bool = False) -> dict:
     """A policy file: TOML, or (``*.json``) the same data as JSON, which ``render`` writes
-    and which loads without tomllib (~17 ms of a wrapper's start-up; README "Performance")."""
+    and which loads without tomllib (~17 ms of a wrapper's start-up; README "Performance").
+    A sealed JSON file (``render``'s, see :func:`sealed`) comes back with ``"sealed": True``."""
     try:
         with open(path, "rb") as fh:
             if root_only:
@@ -571,13 +614,19 @@ def _read(path: str, root_only: bool = False) -> dict:
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read the policy: {exc.strerror or exc}") from None
     if path.endswith(".json"):
-        return _json(path, raw)
+        data = _json(path, raw)
+        if "sealed" in data:
+            data["sealed"] = sealed(raw)
+        return data
     import tomllib
 
     try:
-        return tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PolicyError(f"{path}: not valid TOML: {exc}") from None
+    if "sealed" in data:
+        raise PolicyError(f"{path}: 'sealed' is written by 'diag-wrapper render' into JSON only")
+    return data
 
 
 def _json(path: str, raw: bytes) -> dict:
@@ -621,7 +670,7 @@ def _collect(path: str, stack: tuple[str, ...], out: list[tuple[str, dict]], roo
         raise PolicyError(f"{path}: includes nest deeper than {_MAX_INCLUDE_DEPTH}")
     data = _read(path, root_only)
     _keys(path, data, {"include", "settings", "types", "deny", "commands", "filters", "redact", "instead", "examples",
-                       "services"})
+                       "services", "sealed"})
     for inc in _str_list(f"{path}: include", data.get("include", [])):
         target = inc if os.path.isabs(inc) else os.path.join(os.path.dirname(path), inc)
         _collect(target, stack + (real,), out, root_only)
@@ -632,10 +681,14 @@ def load(path: str, root_only: bool = False) -> Policy:
     """Load ``path`` and its includes; raise PolicyError on anything unexpected.
 
     ``root_only`` (ForceCommand mode): every file must be root's and not group/other
-    writable, or InsecurePolicy."""
+    writable, or InsecurePolicy. Then a policy ``render`` sealed (one file, this validator,
+    unchanged) is validated in full already: its commands and filters are checked and built
+    when first asked for, and its redaction examples are not run again (README
+    "Performance"). Anything else is validated in full here."""
     files: list[tuple[str, dict]] = []
     _collect(path, (), files, root_only)
-    return _build(path, files)
+    lazy = root_only and len(files) == 1 and files[0][1].get("sealed") is True
+    return _build(path, files, lazy)
 
 
 _MERGED = ("settings", "types", "commands", "filters", "instead", "services")  # later keys replace earlier ones
@@ -660,6 +713,7 @@ def render(path: str) -> str:
             r = out.setdefault("redact", {})
             r.update({k: v for k, v in data["redact"].items() if k != "patterns"})
             r.setdefault("patterns", {}).update(data["redact"].get("patterns", {}))
+    out.pop("sealed", None)
     text = json.dumps(out, indent=1, ensure_ascii=False) + "\n"
     policy = _build(path, files)  # invalid as it is: that error
     try:
@@ -669,10 +723,58 @@ def render(path: str) -> str:
     if not same:
         raise PolicyError(f"{path}: rendered as one document it would load differently (a type"
                           " redefined after a type that uses it?); render refused")
-    return text
+    return _seal(text)
 
 
-def _build(path: str, files: list[tuple[str, dict]]) -> Policy:
+class _Lazy(Mapping):
+    """Commands or filters of a sealed policy: each checked and built on first use, with the
+    checks of a full load (a PolicyError then is a deny of that command, never an allow)."""
+
+    def __init__(self, tables: dict[str, tuple[str, Any]], build) -> None:  # type: ignore[no-untyped-def]
+        self._tables = tables
+        self._build = build
+        self._done: dict[str, Command] = {}
+
+    def __getitem__(self, name: str) -> Command:
+        cmd = self._done.get(name)
+        if cmd is None:
+            src, table = self._tables[name]
+            try:
+                cmd = self._done[name] = self._build(name, table)
+            except PolicyError as exc:
+                raise PolicyError(f"{src}: {exc}") from None
+        return cmd
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._tables)
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tables
+
+
+class _LazyTypes(dict):
+    """The named types of a sealed policy, built on first use (a type refers only to types
+    named before it, as the full load checked)."""
+
+    def __init__(self, specs: dict[str, Any], src: str) -> None:
+        super().__init__()
+        self._specs, self._src = specs, src
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[name] if name in self._specs else default
+
+    def __missing__(self, name: str) -> ValueType:
+        t = self[name] = _value_type(f"{self._src}: types.{name}", self._specs[name], self)
+        return t
+
+
+def _build(path: str, files: list[tuple[str, dict]], lazy: bool = False) -> Policy:
     settings: dict[str, Any] = {}
     named: dict[str, ValueType] = {}
     commands: dict[str, Command] = {}
@@ -683,11 +785,15 @@ def _build(path: str, files: list[tuple[str, dict]]) -> Policy:
     max_line = Policy._field_defaults["redact_max_line"]
     deny: list[DenyEntry] = []
     examples: list[Example] = []
+    raw_commands: dict[str, tuple[str, Any]] = {}
+    raw_filters: dict[str, tuple[str, Any]] = {}
     for src, data in files:
         s = _keys(f"{src}: settings", data.get("settings", {}), set(Settings._fields))
         settings.update(s)
         types = _typed(f"{src}: types", data.get("types", {}), dict, "a table of value types")
-        for tname, spec in types.items():
+        if lazy:  # a sealed policy: each type is built when a command that uses it is
+            named = _LazyTypes(types, src)
+        for tname, spec in () if lazy else types.items():
             if tname in KINDS:
                 raise _fail(f"{src}: types.{tname}", "shadows a built-in type")
             named[tname] = _value_type(f"{src}: types.{tname}", spec, named)
@@ -702,18 +808,22 @@ def _build(path: str, files: list[tuple[str, dict]]) -> Policy:
             deny.append(DenyEntry(p, _typed(f"{w}.why", d["why"], str, "a string"),
                                   _str_list(f"{w}.wall_except", d.get("wall_except", []))))
         cmds = _typed(f"{src}: commands", data.get("commands", {}), dict, "a table of commands")
-        for name, table in cmds.items():
+        fils = _typed(f"{src}: filters", data.get("filters", {}), dict, "a table of filters")
+        if lazy:
+            raw_commands.update((name, (src, table)) for name, table in cmds.items())
+            raw_filters.update((name, (src, table)) for name, table in fils.items())
+        for name, table in () if lazy else cmds.items():
             try:
                 commands[name] = _command(name, table, named)
             except PolicyError as exc:
                 raise PolicyError(f"{src}: {exc}") from None
-        for name, table in _typed(f"{src}: filters", data.get("filters", {}), dict, "a table of filters").items():
+        for name, table in () if lazy else fils.items():
             try:
                 filters[name] = _filter(name, table, named)
             except PolicyError as exc:
                 raise PolicyError(f"{src}: {exc}") from None
         if "redact" in data:
-            max_line = _redaction(f"{src}: redact", data["redact"], patterns) or max_line
+            max_line = _redaction(f"{src}: redact", data["redact"], patterns, examples=not lazy) or max_line
         for form, spec in _typed(f"{src}: instead", data.get("instead", {}), dict, "a table of forms").items():
             w = f"{src}: instead.{form}"
             if not all(_COMMAND_NAME.fullmatch(word) or _OPTION_NAME.fullmatch(word) for word in form.split(" ")):
@@ -737,11 +847,11 @@ def _build(path: str, files: list[tuple[str, dict]]) -> Policy:
             examples.append(Example(_typed(f"{w}.command", e["command"], str, "a string"), decision, code))
     return Policy(
         settings=_settings(path, settings),
-        commands=MappingProxyType(commands),
+        commands=_Lazy(raw_commands, lambda n, t: _command(n, t, named)) if lazy else MappingProxyType(commands),
         deny=tuple(deny),
         examples=tuple(examples),
         sources=tuple(src for src, _ in files),
-        filters=MappingProxyType(filters),
+        filters=_Lazy(raw_filters, lambda n, t: _filter(n, t, named)) if lazy else MappingProxyType(filters),
         redact=tuple(patterns.values()),
         redact_max_line=max_line,
         instead=MappingProxyType(instead),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 import json
+import os
+from types import MappingProxyType
 
 import pytest
 
@@ -232,3 +234,84 @@ def test_render_on_the_command_line(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["deny"]
     assert main(["render", "--policy", str(tmp_path / "missing.toml")]) == 2
     assert main(["render", "--bogus"]) == 2
+
+
+# --------------------------------------------------------------------------- sealed JSON
+
+
+def _render_to(tmp_path, base="web-02.toml"):
+    from diag_wrapper.policy import render
+
+    path = tmp_path / "policy.json"
+    path.write_text(render(str(POLICY_DIR / base)))
+    os.chmod(path, 0o644)
+    return path
+
+
+def test_a_rendered_policy_is_sealed_and_loads_lazily_in_forcecommand_mode_only(tmp_path):
+    from diag_wrapper.policy import sealed
+
+    path = _render_to(tmp_path)
+    raw = path.read_bytes()
+    assert raw.startswith(b'{"sealed": "') and sealed(raw)
+    if os.geteuid() != 0:
+        pytest.skip("root_only needs a root-owned file")
+    lazy = load(str(path), root_only=True)
+    full = load(str(path))
+    assert type(lazy.commands).__name__ == "_Lazy" and isinstance(full.commands, MappingProxyType)
+    assert lazy == full  # every command and filter built on demand is the one a full load builds
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda raw: raw.replace(b'"timeout": 60', b'"timeout": 61', 1),
+    lambda raw: raw[:13] + (b"0" if raw[13:14] != b"0" else b"1") + raw[14:],
+    lambda raw: raw.replace(b'{"sealed": "', b'{"sealed":  "', 1),
+])
+def test_a_changed_sealed_file_is_validated_in_full(tmp_path, tamper):
+    from diag_wrapper.policy import sealed
+
+    path = _render_to(tmp_path)
+    changed = tamper(path.read_bytes())
+    assert not sealed(changed)
+    path.write_bytes(changed)
+    if os.geteuid() == 0:
+        assert isinstance(load(str(path), root_only=True).commands, MappingProxyType)
+
+
+def test_a_seal_of_another_validator_is_not_trusted(tmp_path, monkeypatch):
+    from diag_wrapper import policy as P
+
+    path = _render_to(tmp_path)
+    monkeypatch.setattr(P, "_validator", lambda: b"another version of the checks")
+    assert not P.sealed(path.read_bytes())
+
+
+def test_a_sealed_but_invalid_command_is_denied_when_used(tmp_path):
+    """A seal vouches for what this validator passed; if it ever does not hold, the command
+    that fails the checks on first use is refused with policy.error, never run."""
+    import json
+
+    from diag_wrapper import policy as P
+    from diag_wrapper.plan import plan
+
+    data = json.loads(_render_to(tmp_path).read_text())
+    del data["sealed"]
+    data["commands"]["uptime"]["options"] = [{"names": ["-p"], "bogus": 1}]
+    path = tmp_path / "bad.json"
+    path.write_text(P._seal(json.dumps(data, indent=1) + "\n"))
+    os.chmod(path, 0o644)
+    assert P.sealed(path.read_bytes())
+    if os.geteuid() != 0:
+        pytest.skip("root_only needs a root-owned file")
+    pol = load(str(path), root_only=True)
+    d = plan(b"uptime", pol)
+    assert (d.decision, d.code) == ("deny", "policy.error") and "bogus" in d.reason
+    with pytest.raises(PolicyError):
+        load(str(path))  # check, lint and render validate in full
+
+
+def test_toml_cannot_claim_to_be_sealed(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text("sealed = true\n")
+    with pytest.raises(PolicyError, match="render"):
+        load(str(path))

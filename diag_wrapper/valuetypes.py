@@ -22,13 +22,23 @@ _TIME = re.compile(r"[A-Za-z0-9 :+.@,/_-]{1,64}")
 _FIELD_MATCH = re.compile(r"[A-Z0-9_]{1,64}=.{0,512}", re.DOTALL)
 _INT = re.compile(r"[+-]?[0-9]{1,18}")
 # address: HOST[/PREFIX][:PORT] with HOST a dotted quad, [IPv6] or "*"; or :PORT (no bare numbers).
-_ADDRESS = re.compile(r"(?:(?P<v4>[0-9.]{7,15})|\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<any>\*))?"
-                      r"(?:/(?P<prefix>[0-9]{1,3}))?(?::(?P<port>[0-9]{1,5}|\*))?")
+_ADDRESS = (r"(?:(?P<v4>[0-9.]{7,15})|\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<any>\*))?"
+            r"(?:/(?P<prefix>[0-9]{1,3}))?(?::(?P<port>[0-9]{1,5}|\*))?")
 
 # endpoint: an http(s) URL; which ones are allowed is the host policy's [services] probes (match.py).
-_URL = re.compile(r"(?P<scheme>https?)://(?P<host>[A-Za-z0-9.-]{1,253}|\[::1\])(?::(?P<port>[0-9]{1,5}))?"
-                  r"(?P<path>/[A-Za-z0-9._~/:@!$&'()*+,;=%-]{0,512})(?:\?[A-Za-z0-9._~/:@!$&'()*+,;=%-]{0,512})?")
+_URL = (r"(?P<scheme>https?)://(?P<host>[A-Za-z0-9.-]{1,253}|\[::1\])(?::(?P<port>[0-9]{1,5}))?"
+        r"(?P<path>/[A-Za-z0-9._~/:@!$&'()*+,;=%-]{0,512})(?:\?[A-Za-z0-9._~/:@!$&'()*+,;=%-]{0,512})?")
 LOOPBACK = ("127.0.0.1", "[::1]", "localhost")
+_COMPILED: dict[str, "re.Pattern[str]"] = {}
+
+
+def _rx(pattern: str) -> "re.Pattern[str]":
+    """The two big patterns above, compiled on first use (~1 ms a start-up that needs neither)."""
+    rx = _COMPILED.get(pattern)
+    if rx is None:
+        rx = _COMPILED[pattern] = re.compile(pattern)
+    return rx
+
 
 _MAX_VALUE = 4096
 
@@ -120,7 +130,7 @@ class ValueType(NamedTuple):
         bad = (f"{v!r} is not a numeric address (1.2.3.4, 10.0.0.0/8, [::1]:443, :22) or one of the"
                " filter words (each its own word, '(' and ')' too); names are never looked up")
         # no bare numbers: after dst/src ss reads "65535" as a host name and looks it up
-        m = _ADDRESS.fullmatch(v)
+        m = _rx(_ADDRESS).fullmatch(v)
         if not m or not (m["v4"] or m["v6"] or m["any"] or m["port"]):
             return bad
         if m["prefix"] is not None and not m["v4"]:
@@ -137,7 +147,7 @@ class ValueType(NamedTuple):
         return None
 
     def _check_endpoint(self, v: str) -> str | None:
-        if not _URL.fullmatch(v):
+        if not _rx(_URL).fullmatch(v):
             return f"{v!r} is not an http(s) URL with a path (http://127.0.0.1:8282/healthz)"
         return None
 
@@ -178,7 +188,7 @@ def _some(values: tuple[str, ...], n: int = 16) -> str:
 
 def endpoint(url: str) -> tuple[str, str, int, str] | None:
     """(scheme, host, port, path-and-query) of an endpoint URL, or None."""
-    m = _URL.fullmatch(url)
+    m = _rx(_URL).fullmatch(url)
     if not m:
         return None
     port = int(m["port"]) if m["port"] else (443 if m["scheme"] == "https" else 80)

@@ -9,7 +9,6 @@ policy's ``[[examples]]`` with it; ``help`` renders the policy. Exit codes are i
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 
 from .model import DENY, PolicyError
@@ -114,6 +113,8 @@ def check(args: list[str]) -> int:
             print(denial(p, None))
         else:
             # quoted as a shell would read them back: a word '|' is not a pipe
+            import shlex
+
             words = " | ".join(shlex.join(a) for a in (p.exec_argv or p.argv, *(f.exec_argv for f in p.filters)))
             print(f"{p.decision}: {words}" + (f" [rule {p.rule}]" if p.rule else "")
                   + f" [layers {','.join(p.layers)}]" * bool(p.layers))

@@ -75,7 +75,6 @@ Decisions are pure functions of the inputs and the :class:`Host`.
 """
 
 import functools
-import glob as _glob
 import os
 import re
 import stat
@@ -157,7 +156,24 @@ class RealHost:
         return os.path.realpath(p if p.startswith("/") else os.path.join(self.getcwd(), p))
 
     def glob(self, pattern: str) -> list[str]:
-        return sorted(_glob.glob(pattern, include_hidden=True))
+        """``glob.glob(pattern, include_hidden=True)``, sorted, for an absolute deny entry
+        ('*' within components), with the entry's own compiled components instead of the
+        glob module's (~0.5 ms of every start-up: its import and a regex per entry)."""
+        paths = [""]
+        for comp in pattern.split("/")[1:]:
+            if "*" not in comp:
+                paths = [f"{base}/{comp}" for base in paths]
+                continue
+            rx = _compile_comp(comp)
+            found = []
+            for base in paths:
+                try:
+                    names = os.listdir(base or "/")
+                except OSError:
+                    continue
+                found += [f"{base}/{n}" for n in names if rx.fullmatch(n)]  # type: ignore[union-attr]
+            paths = found
+        return sorted(p for p in paths if os.path.lexists(p))
 
     def listdir(self, p: str) -> list[str]:
         return os.listdir(p)
@@ -311,8 +327,7 @@ class DenyList:
     def __init__(self, entries: Sequence[DenyEntry], host: Host | None = None,
                  kernel_readable: Sequence[str] = ()) -> None:
         self._fs: Host = host if host is not None else RealHost()
-        self._kernel = tuple(tuple(_compile_comp(c) if c != "**" else c for c in _split(p))
-                             for p in kernel_readable)
+        self._kernel_readable = tuple(kernel_readable)
         try:
             self._mounts = tuple(self._fs.mounts())
         except (OSError, ValueError):
@@ -359,6 +374,10 @@ class DenyList:
             self._seen.append((st.st_dev, real, entry))
 
     # Compiled on first use: a command without path values (most) needs only the wall's covers.
+    @functools.cached_property
+    def _kernel(self) -> tuple[tuple[_Comp, ...], ...]:
+        return tuple(tuple(_compile_comp(c) if c != "**" else c for c in _split(p)) for p in self._kernel_readable)
+
     @functools.cached_property
     def _patterns(self) -> tuple[_Pattern, ...]:
         """Each entry, then its aliases: the realpath of its longest '*'-free prefix plus the

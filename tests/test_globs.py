@@ -169,3 +169,24 @@ def test_too_many_matches_are_refused(tmp_path):
     with pytest.raises(Exception) as info:
         expand_glob(words[1].glob, words[1].literal, RealHost())
     assert getattr(info.value, "code", None) == "parse.glob" and "narrow" in str(info.value)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=st.lists(st.tuples(st.text(alphabet="ab.-_*", min_size=1, max_size=4).filter(lambda n: n not in (".", "..")),
+                               st.sampled_from(["file", "dir", "link"])), max_size=10, unique_by=lambda t: t[0]),
+       pattern=st.lists(st.sampled_from(["a", "b", "*", "a*", "*b", ".*", "*.*", "x"]), min_size=1, max_size=3))
+def test_the_deny_lists_glob_is_the_glob_modules(tmp_path_factory, tree, pattern):
+    """RealHost.glob (deny entries: '*' within components) lists what glob.glob does."""
+    import glob as stdlib_glob
+
+    root = tmp_path_factory.mktemp("dg")
+    for name, kind in tree:
+        if kind == "dir":
+            (root / name).mkdir()
+            (root / name / "a").write_text("")
+        elif kind == "link":
+            (root / name).symlink_to("nowhere")
+        else:
+            (root / name).write_text("")
+    pat = str(root) + "/" + "/".join(pattern)
+    assert RealHost().glob(pat) == sorted(stdlib_glob.glob(pat, include_hidden=True))

@@ -630,7 +630,8 @@ class BootedSystemd(JournalReader):
     """
 
     def __init__(self, workdir: Path, service: str, marker: str, secret: str | None = None,
-                 env_canary: str | None = None) -> None:
+                 env_canary: str | None = None, extra_units: dict[str, str] | None = None) -> None:
+        self.extra_units = dict(extra_units or {})  # more units, started with the target
         self.workdir = workdir
         self.service = service
         self.marker = marker
@@ -660,8 +661,12 @@ class BootedSystemd(JournalReader):
             (self.units / unit).write_text(text + "\n")
         name = self.service.removesuffix(".service")
         for key, text in BOOT_UNITS.items():
-            (self.units / key.format(service=self.service)).write_text(
-                text.format(service=self.service, name=name, marker=self.marker))
+            text = text.format(service=self.service, name=name, marker=self.marker)
+            if key.endswith(".target") and self.extra_units:
+                text = text.replace("Wants=", "Wants=" + " ".join(self.extra_units) + " ", 1)
+            (self.units / key.format(service=self.service)).write_text(text)
+        for unit, text in self.extra_units.items():
+            (self.units / unit).write_text(text)
         chmod_world_readable(self.units)
         if self.secret:
             dropin = self.units / f"{self.service}.d"

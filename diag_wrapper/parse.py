@@ -215,7 +215,7 @@ def _scan(text: str, pipes: bool = False) -> list[list[_Word]]:
             stages.append(words)
             i += 1
             continue
-        start, out, pat, globbed = i, [], [], False
+        start, out, pat, globbed, quoted_dollar = i, [], [], False, False
         while i < n and text[i] != " " and not (pipes and _is_pipe(text, i)):
             ch = text[i]
             if ch == "\\":
@@ -230,6 +230,7 @@ def _scan(text: str, pipes: bool = False) -> list[list[_Word]]:
                     raise Deny("parse.syntax", "unterminated single quote; close the quote")
                 out.append(text[i + 1 : close])
                 pat += ("\\" + c for c in text[i + 1 : close])
+                quoted_dollar = quoted_dollar or "$" in text[i + 1 : close] or "`" in text[i + 1 : close]
                 i = close + 1
             elif ch == '"':
                 i += 1
@@ -266,6 +267,14 @@ def _scan(text: str, pipes: bool = False) -> list[list[_Word]]:
                 out.append(ch)
                 pat.append("\\" + ch)
                 i += 1
+        raw = text[start:i]
+        if quoted_dollar and not (raw[0] == raw[-1] == "'" and raw.count("'") == 2):
+            # bashlex reads '$' or '`' in single quotes as an expansion unless the quotes are
+            # the whole word (a'$x'), and some of those it never finishes: a'${b' loops with
+            # growing memory. So bashlex never sees one (the cross-check would refuse it anyway).
+            raise Deny("parse.mismatch", f"word {raw!r}: a '$' or '`' in single quotes is read differently by"
+                       " bashlex unless the quotes are the whole word; put the whole word in one pair of"
+                       " single quotes")
         words.append(_Word(start, i, "".join(out), "".join(pat) if globbed else None))
     if not words and len(stages) > 1:
         raise Deny("parse.syntax", "'|' with no command after it; name the filter, e.g. '| grep PATTERN'")
@@ -300,11 +309,44 @@ _KIND_CODES = {
 }
 
 
+class _Deadline(BaseException):
+    """bashlex took longer than :data:`BASHLEX_SECONDS` (some inputs make it loop)."""
+
+
+def _too_long(*_: object) -> None:
+    raise _Deadline
+
+
+#: Time bashlex may take for one command; a few ms is usual. The scanner keeps known loops
+#: away from it (a'${b'); this bounds any other, and the memory it would eat meanwhile.
+BASHLEX_SECONDS = 2.0
+
+
+def _bashlex_parse(text: str) -> list:
+    """``_bashlex.parse`` under a deadline (SIGALRM, re-armed every 0.25 s in case bashlex
+    swallows one); without one where signals cannot be handled (not the main thread)."""
+    import signal
+
+    try:
+        old = signal.signal(signal.SIGALRM, _too_long)
+    except ValueError:
+        return _bashlex.parse(text)
+    signal.setitimer(signal.ITIMER_REAL, BASHLEX_SECONDS, 0.25)
+    try:
+        return _bashlex.parse(text)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def _bashlex_words(text: str, pipes: bool) -> list[list[_Word]]:
     """Parse with bashlex and require one simple command of plain words, or a pipeline
     (``|`` only) of such commands; the words of each stage."""
     try:
-        nodes = _bashlex.parse(text)
+        nodes = _bashlex_parse(text)
+    except _Deadline:
+        raise Deny("parse.syntax", f"bashlex took more than {BASHLEX_SECONDS:g} s on this command; send"
+                   " one simple command of plain words") from None
     except Exception as exc:  # bashlex raises ParsingError, NotImplementedError, AttributeError, ...
         raise Deny("parse.syntax", f"bash syntax not understood ({type(exc).__name__}); send one simple command of plain words") from None
     if not isinstance(nodes, list) or len(nodes) != 1:

@@ -186,7 +186,7 @@ DENIED: list[tuple[str, str]] = [
     # bashlex raises (TypeError / ParsingError) on some quoted backticks mid-word
     ("cat x'1$_`\u00a0'", "input.confusable"),  # NBSP: a word to bash, a space to a reader
     ("ls \u00a0", "input.confusable"),
-    ("ls '(z_9 ''{`0'\\}", "parse.syntax"),
+    ("ls '(z_9 ''{`0'\\}", "parse.mismatch"),  # a backtick in single quotes that are not the whole word
 ]
 
 
@@ -406,3 +406,40 @@ def test_an_unquoted_star_or_question_mark_is_marked_as_a_glob(command, words):
 
     got = [(w.literal, w.glob) for w in parse_words(command.encode())[0][1:]]
     assert got == words
+
+
+@pytest.mark.parametrize("command", ["ls a'${b'", "ls '${b'c", "ls \"\"'${'", "ls x'${'y", "ls a'$x'", "ls a'`x'"])
+def test_a_quoted_dollar_that_bashlex_would_loop_on_is_refused_before_it(command):
+    """bashlex 0.18 reads '$' in single quotes as an expansion unless the quotes are the
+    whole word, and on a'${b' it never returns, eating memory (a found CI hang). The scanner
+    refuses such a word before bashlex sees it; run in a child so a regression fails, not hangs."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom diag_wrapper.parse import parse_command\nfrom diag_wrapper.model import Deny\n"
+            "try:\n    parse_command(sys.argv[1].encode())\nexcept Deny as d:\n    print(d.code)\n")
+    out = subprocess.run([sys.executable, "-c", code, command], capture_output=True, text=True, timeout=20)
+    assert out.stdout.strip() == "parse.mismatch", out
+
+
+def test_bashlex_runs_under_a_deadline(monkeypatch):
+    """Any other input bashlex loops on is cut off and refused, even if it swallows exceptions."""
+    import time
+
+    from diag_wrapper import _bashlex, parse
+
+    def spin(text):
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            try:
+                time.sleep(0.01)
+            except Exception:  # what a loop inside bashlex might do
+                pass
+        return []
+
+    monkeypatch.setattr(_bashlex, "parse", spin)
+    monkeypatch.setattr(parse, "BASHLEX_SECONDS", 0.3)
+    t = time.monotonic()
+    with pytest.raises(Deny) as info:
+        parse_command(b"ls x")
+    assert info.value.code == "parse.syntax" and time.monotonic() - t < 2

@@ -340,6 +340,8 @@ class DenyList:
         self._link_reals: list[tuple[tuple[str, ...], DenyEntry]] = []  # real paths of '*' matches
         for entry in self._entries:
             self._scan(entry)
+        self._mounted_in: list[tuple[int, tuple[str, ...], DenyEntry, tuple[str, ...]]] = []
+        self._scan_mounts()
         self.identity = bool(self._ids)
         self._found = [(real, dev, e) for dev, real, e in self._seen if not _no_second_names(real)]
         self._mount_devs: list[tuple["Mount", int]] | None = None
@@ -373,6 +375,20 @@ class DenyList:
             self._ids.setdefault((st.st_dev, st.st_ino), entry)
             self._seen.append((st.st_dev, real, entry))
 
+    def _scan_mounts(self) -> None:
+        """A mount at or under an existing entry shows a directory of some file system there
+        (impermanence binds ``/persist/var/lib/private/x`` onto ``/var/lib/private/x``): that
+        directory is the entry's content under every other name it has, so its place is a
+        location of the entry too. (st_dev, its root in its file system, entry, mount point)."""
+        reals = [(real, e) for _, real, e in self._seen if not _no_second_names(real)]
+        for m in self._mounts:
+            for real, e in reals:
+                if m.point[: len(real)] == real:
+                    dev = self._dev(m.point)
+                    if dev is not None:
+                        self._mounted_in.append((dev, m.root, e, m.point))
+                    break
+
     # Compiled on first use: a command without path values (most) needs only the wall's covers.
     @functools.cached_property
     def _kernel(self) -> tuple[tuple[_Comp, ...], ...]:
@@ -404,8 +420,10 @@ class DenyList:
 
     @functools.cached_property
     def _located(self) -> list[tuple[int, tuple[str, ...], DenyEntry]]:
-        """(st_dev, place in its file system, entry) of every existing entry."""
-        return [(dev, place_in_fs(self._mounts, real), e) for dev, real, e in self._seen]
+        """(st_dev, place in its file system, entry) of every existing entry, in the order of
+        ``_seen``, then of every directory mounted into one (``_scan_mounts``)."""
+        return ([(dev, place_in_fs(self._mounts, real), e) for dev, real, e in self._seen]
+                + [(dev, root, e) for dev, root, e, _ in self._mounted_in])
 
     def _ident(self, p: str) -> tuple[int, int] | None:
         try:
@@ -429,6 +447,9 @@ class DenyList:
         cover = self._outermost(real for real, _, e in self._found if command not in e.wall_except)
         located = [(dev, place_in_fs(self._mounts, real), real) for real, dev, e in self._found
                    if command not in e.wall_except and real in cover]
+        # the other names of what is mounted into a covered entry: its source directory
+        located += [(dev, root, point) for dev, root, e, point in self._mounted_in
+                    if command not in e.wall_except and any(point[: len(c)] == c for c in cover)]
         if self._mount_devs is None:
             self._mount_devs = [(m, d) for m in self._mounts if (d := self._dev(m.point)) is not None]
         exposed = []
@@ -518,24 +539,27 @@ class DenyList:
                 mident = self._ident("/" + "/".join(m.point))
                 if mident is not None:
                     places.append((mident[0], m.root))
-        shown_empty = set()
-        if wall is not None:  # literal entries the wall covers at their real place (check's ``wall``)
-            shown_empty = {i for i, (_, real, e) in enumerate(self._seen)
-                           if "*" not in e.path and not _no_second_names(real)
-                           and any(_split(w) == real[:len(_split(w))] for w in wall)}
-        for dev, place in places:
+        # With a wall (check's ``wall``), an entry is shown empty only where the tree reaches it
+        # by a name the wall covers: in the tree's own file system, with no mount beneath the
+        # tree (a bind mount there could show the entry, or a mount into it, by another name).
+        literal = {i for i, (_, real, e) in enumerate(self._seen) if "*" not in e.path and not _no_second_names(real)}
+        for k, (dev, place) in enumerate(places):
             for i, (edev, eplace, entry) in enumerate(self._located):
-                if i in shown_empty:
-                    continue
                 # the tree (or a mount beneath it) shows the entry's place, a parent of it,
                 # or a part of it (a bind of a denied directory's subdirectory or file)
-                if edev == dev and (eplace[: len(place)] == place or place[: len(eplace)] == eplace):
-                    raise Deny(
-                        "path.tree-contains-denied",
-                        f"{value} is a tree that reaches {entry.path} ({entry.why}) through a"
-                        " mount or bind mount beneath it; name a narrower path beside it",
-                        rule=f"deny:{entry.path}",
-                    )
+                if edev != dev or not (eplace[: len(place)] == place or place[: len(eplace)] == eplace):
+                    continue
+                if (wall is not None and k == 0 and len(places) == 1 and i in literal
+                        and eplace[: len(place)] == place):
+                    name = tree + eplace[len(place):]  # how the walk reaches it
+                    if any(_split(w) == name[: len(_split(w))] for w in wall):
+                        continue
+                raise Deny(
+                    "path.tree-contains-denied",
+                    f"{value} is a tree that reaches {entry.path} ({entry.why}) through a"
+                    " mount or bind mount beneath it; name a narrower path beside it",
+                    rule=f"deny:{entry.path}",
+                )
 
     def _resolve(self, path: str) -> tuple[str | None, list[tuple[str, ...]]]:
         """Walk ``path`` like realpath; return (resolved or None on a loop, names looked up)."""

@@ -105,3 +105,67 @@ def test_without_the_wall_the_tree_is_refused(layout, monkeypatch):
     q = run._wall(p, "auto")
     assert (q.decision, q.code) == (DENY, "path.tree-contains-denied"), q.reason
     assert f"{root}/log/private" in q.reason
+
+
+PLAN_IN_NS = r"""
+import json, sys
+from diag_wrapper.plan import plan
+from diag_wrapper.policy import load
+p = plan(sys.argv[2].encode(), load(sys.argv[1]))
+print(json.dumps({"decision": p.decision, "code": p.code, "masked": list(p.masked), "reason": p.reason}))
+"""
+
+
+@pytest.mark.parametrize("command", ["grep -r CANARY {root}", "du -a {root}", "ls -R {root}"])
+def test_an_entry_reached_through_a_bind_mount_is_not_masked(tmp_path, command):
+    """A nested entry that is a bind mount of a directory elsewhere in the tree: the wall
+    covers the entry's name, not the source, so the tree is refused (found by review)."""
+    root = tmp_path / "t"
+    (root / "lib" / "private" / "n8n").mkdir(parents=True)
+    (root / "data" / "n8n").mkdir(parents=True)
+    (root / "data" / "n8n" / "secret").write_text("CANARY-bind\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("grep", "du", "ls"):
+        os.symlink(shutil.which(name), bindir / name)
+    pol = tmp_path / "p.toml"
+    pol.write_text(f'include = ["{REPO / "policy" / "fleet.toml"}"]\n'
+                   f'[[deny]]\npath = "{root}/lib/private"\nwhy = "DynamicUser state"\n'
+                   f'[[deny]]\npath = "{root}/lib/private/n8n"\nwhy = "n8n"\n'
+                   f'[settings]\nsearch_path = ["{bindir}"]\nsandbox = "auto"\npersist_roots = []\n')
+    script = (f'{shutil.which("mount")} --bind "$0/data/n8n" "$0/lib/private/n8n" && exec "$@"')
+    out = subprocess.run([shutil.which("unshare"), "-m", "--propagation", "private", "/bin/sh", "-c", script,
+                          str(root), sys.executable, "-c", PLAN_IN_NS, str(pol), command.format(root=root)],
+                         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert (got["decision"], got["code"]) == (DENY, "path.tree-contains-denied"), got
+
+
+@pytest.mark.parametrize("command,code", [
+    ("cat {root}/persist/svc/token", "path.denied"),
+    ("grep -r CANARY {root}/persist", "path.tree-contains-denied"),
+    ("ls {root}/persist/svc", "path.denied"),
+])
+def test_a_directory_mounted_into_an_entry_is_that_entry_under_its_own_name(tmp_path, command, code):
+    """Impermanence's shape: /persist/... bind-mounted into a denied directory. The source
+    holds the entry's content, so it is refused by its own name too (found by review)."""
+    root = tmp_path / "h"
+    (root / "log" / "private" / "svc").mkdir(parents=True)
+    (root / "persist" / "svc").mkdir(parents=True)
+    (root / "persist" / "svc" / "token").write_text("CANARY-mounted-in\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("grep", "cat", "ls"):
+        os.symlink(shutil.which(name), bindir / name)
+    pol = tmp_path / "p.toml"
+    pol.write_text(f'include = ["{REPO / "policy" / "fleet.toml"}"]\n'
+                   f'[[deny]]\npath = "{root}/log/private"\nwhy = "DynamicUser logs"\n'
+                   f'[settings]\nsearch_path = ["{bindir}"]\nsandbox = "auto"\npersist_roots = []\n')
+    script = (f'{shutil.which("mount")} --bind "$0/persist/svc" "$0/log/private/svc" && exec "$@"')
+    out = subprocess.run([shutil.which("unshare"), "-m", "--propagation", "private", "/bin/sh", "-c", script,
+                          str(root), sys.executable, "-c", PLAN_IN_NS, str(pol), command.format(root=root)],
+                         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert (got["decision"], got["code"]) == (DENY, code), got

@@ -568,7 +568,9 @@ def _validator() -> bytes:
     whose checks differ in any way does not trust another's seal."""
     import hashlib
 
-    h = hashlib.sha256()
+    import sys
+
+    h = hashlib.sha256(sys.version.encode())  # another interpreter's re may read a regex otherwise
     here = os.path.dirname(os.path.abspath(__file__))
     for name in ("policy", "valuetypes", "redact", "model"):
         with open(os.path.join(here, name + ".py"), "rb") as fh:

@@ -122,13 +122,22 @@ def _finish(p: Plan, policy: Policy | None, environ: Mapping[str, str], deny_sta
         from .helptext import render
 
         assert policy is not None
-        sys.stdout.write(render(policy, p.argv[1] if len(p.argv) > 1 else None))
+        try:
+            text = render(policy, p.argv[1] if len(p.argv) > 1 else None)
+        except PolicyError as exc:  # a sealed policy's command that fails its checks when built
+            _err(f"denied: the policy is invalid: {exc} (policy.error)")
+            return EX_NOPERM
+        sys.stdout.write(text)
         sys.stdout.flush()
         return EX_OK
     if p.decision != ALLOW:
         from .helptext import denial
 
-        _err(denial(p, policy))
+        try:
+            line = denial(p, policy)
+        except PolicyError:  # the allowed forms of a command that fails its checks: the line alone
+            line = denial(p, None)
+        _err(line)
         return deny_status
     for note in p.notes:
         _err(note)

@@ -315,3 +315,34 @@ def test_toml_cannot_claim_to_be_sealed(tmp_path):
     path.write_text("sealed = true\n")
     with pytest.raises(PolicyError, match="render"):
         load(str(path))
+
+
+def test_help_and_denials_of_a_sealed_command_that_fails_are_still_answered(tmp_path, capsys):
+    """plan refuses such a command with policy.error; the denial line and help must not
+    crash on building it (found by review)."""
+    import json
+
+    from diag_wrapper import policy as P
+    from diag_wrapper import run
+    from diag_wrapper.model import HELP, Plan
+    from diag_wrapper.plan import plan
+
+    data = json.loads(_render_to(tmp_path).read_text())
+    del data["sealed"]
+    data["commands"]["uptime"]["options"] = [{"names": ["-p"], "bogus": 1}]
+    path = tmp_path / "bad.json"
+    path.write_text(P._seal(json.dumps(data, indent=1) + "\n"))
+    os.chmod(path, 0o644)
+    if os.geteuid() != 0:
+        pytest.skip("root_only needs a root-owned file")
+    pol = load(str(path), root_only=True)
+    monkey = {"record": lambda *a, **k: None}
+    orig = run.audit.record
+    run.audit.record = monkey["record"]
+    try:
+        assert run._finish(plan(b"uptime -x", pol), pol, {}) == run.EX_NOPERM
+        assert run._finish(Plan(HELP, "help", "help", b"help uptime", argv=("help", "uptime")), pol, {}) == run.EX_NOPERM
+    finally:
+        run.audit.record = orig
+    err = capsys.readouterr().err
+    assert "policy.error" in err and "Traceback" not in err

@@ -117,6 +117,7 @@ class Mount(NamedTuple):
 
     root: tuple[str, ...]  # the directory of its file system that is mounted
     point: tuple[str, ...]  # the mount point
+    fstype: str = ""  # "proc", "sysfs", "ext4", ...
 
 
 _MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")
@@ -130,8 +131,27 @@ def parse_mountinfo(text: str) -> list[Mount]:
         if len(fields) < 5:
             continue
         root, point = (_MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), f) for f in fields[3:5])
-        out.append(Mount(_split(root), _split(point)))
+        fstype = fields[fields.index("-", 6) + 1] if "-" in fields[6:-1] else ""
+        out.append(Mount(_split(root), _split(point), fstype))
     return out
+
+
+#: File systems that are the kernel's own state (process memory maps and environments,
+#: keys, tracing): readable only where the /proc and /sys rules see them.
+_KERNEL_FS = frozenset({"proc", "sysfs", "debugfs", "tracefs", "securityfs", "bpf", "configfs", "efivarfs",
+                        "pstore", "binfmt_misc", "fusectl"})
+
+
+def kernel_mount(mounts: Sequence[Mount], real: tuple[str, ...]) -> Mount | None:
+    """The kernel file system ``real`` lies in, if it is mounted outside /proc and /sys (a
+    chroot's or container's /proc): the name rules for /proc do not see it there."""
+    best: Mount | None = None
+    for m in mounts:
+        if real[: len(m.point)] == m.point and (best is None or len(m.point) >= len(best.point)):
+            best = m
+    if best is None or best.fstype not in _KERNEL_FS or best.point[:1] in (("proc",), ("sys",)):
+        return None
+    return best
 
 
 def place_in_fs(mounts: Sequence[Mount], real: tuple[str, ...]) -> tuple[str, ...]:
@@ -663,6 +683,7 @@ class DenyList:
                     rule=f"deny:{pat.entry.path}",
                 )
             self._check_tree_identity(value, tree, wall if masked else None)
+        self._check_kernel_mounts(value, _split(resolved), kind)
         if content:
             self.check_kernel(value, _split(resolved), kind)
         try:
@@ -700,6 +721,18 @@ class DenyList:
             return "name a narrower path beside it"
         more = f" and {len(clean) - most} more" if len(clean) > most else ""
         return f"its clean parts, which may be named: {' '.join(clean[:most])}{more}"
+
+    def _check_kernel_mounts(self, value: str, real: tuple[str, ...], kind: str) -> None:
+        """Nothing on a kernel file system mounted elsewhere than /proc and /sys, and no tree
+        with one beneath it (a chroot's /proc holds every process's environ)."""
+        m = kernel_mount(self._mounts, real)
+        if m is None and kind == TREE:
+            m = next((k for k in self._mounts if k.point[: len(real)] == real and len(k.point) > len(real)
+                      and kernel_mount(self._mounts, k.point) is not None), None)
+        if m is not None:
+            raise Deny("path.kernel-file", f"{value} resolves to {'/' + '/'.join(real)}, which is or holds a"
+                       f" {m.fstype} file system mounted at {'/' + '/'.join(m.point)}, outside /proc and /sys;"
+                       " the kernel's files are read where the rules for /proc and /sys apply")
 
     def check_kernel(self, value: str, real: tuple[str, ...], kind: str) -> None:
         """Content reads in /proc and /sys only of the files the policy lists

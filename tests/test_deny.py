@@ -429,3 +429,16 @@ def test_relative_value_without_cwd_is_denied(host: Path) -> None:
     dl = DenyList(_entries(host), NoCwd())
     assert _decide(dl, "notes", "file") == BAD
     assert _decide(dl, f"{host}/home/alice/notes", "file") == ALLOW
+
+
+def test_mountinfo_keeps_the_file_system_type() -> None:
+    from diag_wrapper.deny import kernel_mount, parse_mountinfo
+
+    text = ("22 1 0:21 / /proc rw,nosuid shared:12 - proc proc rw\n"
+            "98 1 0:21 / /srv/chroot/proc rw master:3 shared:9 - proc proc rw\n"
+            "99 1 8:1 /persist/x /var/lib/x rw - ext4 /dev/sda1 rw\n")
+    mounts = parse_mountinfo(text)
+    assert [m.fstype for m in mounts] == ["proc", "proc", "ext4"]
+    assert kernel_mount(mounts, ("proc", "1", "environ")) is None  # the /proc rules see it
+    assert kernel_mount(mounts, ("srv", "chroot", "proc", "1", "environ")) == mounts[1]
+    assert kernel_mount(mounts, ("var", "lib", "x", "y")) is None

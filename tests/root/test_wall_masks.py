@@ -169,3 +169,27 @@ def test_a_directory_mounted_into_an_entry_is_that_entry_under_its_own_name(tmp_
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert (got["decision"], got["code"]) == (DENY, code), got
+
+
+@pytest.mark.parametrize("command", ["cat {root}/chroot/proc/1/environ", "grep -a PATH {root}/chroot/proc/1/environ",
+                                     "cat {root}/chroot/proc/self/maps", "grep -r PATH {root}",
+                                     "ls -R {root}/chroot", "du -s {root}"])
+def test_a_proc_mounted_outside_proc_is_refused(tmp_path, command):
+    """A chroot's or container's /proc holds every process's environ; the /proc rules match
+    by name, so a proc file system anywhere else is refused by its type (found by review)."""
+    root = tmp_path / "srv"
+    (root / "chroot" / "proc").mkdir(parents=True)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("grep", "cat", "ls", "du"):
+        os.symlink(shutil.which(name), bindir / name)
+    pol = tmp_path / "p.toml"
+    pol.write_text(f'include = ["{REPO / "policy" / "fleet.toml"}"]\n'
+                   f'[settings]\nsearch_path = ["{bindir}"]\nsandbox = "off"\npersist_roots = []\n')
+    script = f'{shutil.which("mount")} -t proc proc "$0/chroot/proc" && exec "$@"'
+    out = subprocess.run([shutil.which("unshare"), "-m", "--propagation", "private", "/bin/sh", "-c", script,
+                          str(root), sys.executable, "-c", PLAN_IN_NS, str(pol), command.format(root=root)],
+                         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert (got["decision"], got["code"]) == (DENY, "path.kernel-file"), got

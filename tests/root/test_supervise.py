@@ -13,6 +13,7 @@ N bytes and then three-byte characters, ``helper spew x`` writes stderr without 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -493,9 +494,11 @@ def test_a_fork_that_fails_runs_nothing_and_says_so(fc, sup, web02, pidns):
     from diag_wrapper.plan import plan
 
     nobody = pwd.getpwnam("nobody")
-    token = f"T{os.getpid()}nproc"
+    # every stage a sleep that only a kill ends (a token sleep accepts: 0.PID...), so the
+    # statuses do not depend on how fast a stage could fail on its own (posix_spawn is fast)
+    token = f"0.{os.getpid()}{secrets.randbelow(10**6):06d}"
     p = plan(b"uptime | grep x | grep y | head -n 1", web02)
-    p = p._replace(executable="/bin/sh", exec_argv=("sh", "-c", f"/bin/sleep 30; : {token}"),
+    p = p._replace(executable="/bin/sleep", exec_argv=("sleep", "30", token),
                    filters=tuple(f._replace(executable="/bin/sleep", exec_argv=("sleep", "30", token))
                                  for f in p.filters))
     r, w = os.pipe()

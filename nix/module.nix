@@ -31,6 +31,17 @@ let
 
   cfg = config.services.diag;
   sshd = config.services.openssh;
+  # Unprivileged user namespaces off by other means than security.allowUserNamespaces: the
+  # sysctls themselves, or a hardened kernel (its unprivileged_userns_clone patch defaults to
+  # 0; security.unprivilegedUsernsClone turns it on, and only there).
+  sysctl = config.boot.kernel.sysctl;
+  sysctlOff = name: lib.elem (sysctl.${name} or null) [ 0 false "0" ];
+  hardenedKernel = lib.hasInfix "hardened" (config.boot.kernelPackages.kernel.version or "");
+  usernsOffBy =
+    lib.optional (sysctlOff "user.max_user_namespaces") "boot.kernel.sysctl.\"user.max_user_namespaces\" = 0"
+    ++ lib.optional (sysctlOff "kernel.unprivileged_userns_clone") "boot.kernel.sysctl.\"kernel.unprivileged_userns_clone\" = 0"
+    ++ lib.optional (hardenedKernel && !config.security.unprivilegedUsernsClone)
+      "a hardened kernel without security.unprivilegedUsernsClone = true";
 
   userName = "diag";
   policyEtcPath = "diag-wrapper/policy.json";
@@ -255,7 +266,10 @@ in
         with the path checks alone and says so in the audit record; `"off"`
         never sets it up. `null` keeps the host policy's setting (the fleet
         policy says `"auto"`). `"required"` needs
-        `security.allowUserNamespaces` (on by default).
+        `security.allowUserNamespaces` (on by default), and on a hardened
+        kernel `security.unprivilegedUsernsClone = true`; the sysctls
+        `user.max_user_namespaces` and `kernel.unprivileged_userns_clone`
+        must not be 0.
       '';
     };
 
@@ -296,6 +310,10 @@ in
       {
         assertion = cfg.sandbox != "required" || config.security.allowUserNamespaces;
         message = "services.diag.sandbox = \"required\" needs security.allowUserNamespaces = true, or every diag command is refused";
+      }
+      {
+        assertion = cfg.sandbox != "required" || usernsOffBy == [ ];
+        message = "services.diag.sandbox = \"required\" needs unprivileged user namespaces, which ${lib.concatStringsSep " and " usernsOffBy} turns off: every diag command would be refused";
       }
       {
         assertion = sshd.enable;

@@ -125,6 +125,21 @@ let
           type = types.bool;
           default = true;
         };
+        # nixos/modules/security/misc.nix
+        security.unprivilegedUsernsClone = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        # nixos/modules/config/sysctl.nix: flat quoted names, bool/str/int/null values
+        boot.kernel.sysctl = mkOption {
+          type = types.submodule { freeformType = types.attrsOf (types.nullOr (types.oneOf [ types.bool types.str types.int ])); };
+          default = { };
+        };
+        # nixos/modules/system/boot/kernel.nix: the package set (raw); only kernel.version is read
+        boot.kernelPackages = mkOption {
+          type = types.raw;
+          default = { kernel.version = "6.12.8"; };
+        };
 
         # nixos/modules/system/boot/systemd/tmpfiles.nix
         systemd.tmpfiles.rules = mkOption {
@@ -497,6 +512,24 @@ let
     services.diag.sandbox = "required";
     security.allowUserNamespaces = false;
   };
+  sandboxSysctlOff = variant {
+    services.diag.sandbox = "required";
+    boot.kernel.sysctl."user.max_user_namespaces" = 0;
+  };
+  sandboxHardened = variant {
+    services.diag.sandbox = "required";
+    boot.kernelPackages = { kernel.version = "6.12.8-hardened1"; };
+  };
+  sandboxHardenedClone = variant {
+    services.diag.sandbox = "required";
+    boot.kernelPackages = { kernel.version = "6.12.8-hardened1"; };
+    security.unprivilegedUsernsClone = true;
+  };
+  sandboxAutoHardened = variant {
+    services.diag.sandbox = "auto";
+    boot.kernelPackages = { kernel.version = "6.12.8-hardened1"; };
+    boot.kernel.sysctl."kernel.unprivileged_userns_clone" = false;
+  };
   sandboxAutoNoUserns = variant {
     services.diag.sandbox = "auto";
     security.allowUserNamespaces = false;
@@ -635,6 +668,13 @@ let
     "sandbox required without user namespaces is refused" =
       mentions "allowUserNamespaces" sandboxNoUserns.failedAssertions;
     "sandbox auto without user namespaces is fine" = sandboxAutoNoUserns.failedAssertions == [ ];
+    "sandbox required with user.max_user_namespaces = 0 is refused" =
+      mentions "max_user_namespaces" sandboxSysctlOff.failedAssertions;
+    "sandbox required on a hardened kernel without unprivilegedUsernsClone is refused" =
+      mentions "hardened kernel" sandboxHardened.failedAssertions;
+    "sandbox required on a hardened kernel with unprivilegedUsernsClone is fine" =
+      sandboxHardenedClone.failedAssertions == [ ];
+    "sandbox auto on a hardened kernel is fine" = sandboxAutoHardened.failedAssertions == [ ];
     "extraCommands land in the policy" =
       extraCommands.policyValue.commands.uptime.summary == "how long the system has been running";
 

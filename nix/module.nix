@@ -61,6 +61,16 @@ let
 
   # An OpenSSH public key line without options (we add our own).
   isBareKey = k: builtins.match "(ssh-|ecdsa-|sk-)[^ ]+ [A-Za-z0-9+/=]+( .*)?" k != null;
+  # from= patterns: addresses, host patterns, CIDR, '!'-negation; nothing that ends the option
+  isFromPattern = p: builtins.match "!?[A-Za-z0-9.:*?/_-]+" p != null;
+  namedKeys = lib.mapAttrsToList (name: k: k // { inherit name; }) cfg.keys;
+  allKeys = map (k: { key = k; from = null; name = null; }) cfg.authorizedKeys ++ namedKeys;
+  keyLine =
+    k:
+    let
+      from = lib.optionalString (k.from != null) ''from="${lib.concatStringsSep "," k.from}",'';
+    in
+    ''restrict,${from}command="${forceCommand}" ${k.key}'';
 
   # Environment variables that would let a client change what the login
   # shell (bash -c), the dynamic loader or the interpreter does before the
@@ -209,6 +219,35 @@ in
       '';
     };
 
+    keys = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options = {
+            key = mkOption {
+              type = types.singleLineStr;
+              description = "A bare public key line (type, base64, optional comment).";
+            };
+            from = mkOption {
+              type = types.nullOr (types.listOf types.str);
+              default = null;
+              example = [ "10.0.0.5" "fd00::5" ];
+              description = ''
+                Source addresses or patterns the key may log in from (sshd's
+                `from=`, patterns as in `ssh_config(5)` PATTERNS: `*`, `?`, `!`,
+                CIDR); `null`: from anywhere sshd listens.
+              '';
+            };
+          };
+        }
+      );
+      default = { };
+      example = lib.literalExpression ''{ agent = { key = "ssh-ed25519 AAAA... agent"; from = [ "10.0.0.5" ]; }; }'';
+      description = ''
+        Named keys allowed to log in as `diag`, each optionally pinned to source
+        addresses with `from=`; they join `authorizedKeys`.
+      '';
+    };
+
     hostPolicy = mkOption {
       type = types.str;
       default = "${cfg.package}/share/diag-wrapper/policy/fleet.toml";
@@ -300,12 +339,16 @@ in
         message = "services.diag.searchPath must be absolute and must not be /run/wrappers (setuid wrappers), got ${cfg.searchPath}";
       }
       {
-        assertion = cfg.authorizedKeys != [ ];
-        message = "services.diag.authorizedKeys is empty: nobody could use the diag channel";
+        assertion = allKeys != [ ];
+        message = "services.diag.authorizedKeys and services.diag.keys are empty: nobody could use the diag channel";
       }
       {
-        assertion = lib.all isBareKey cfg.authorizedKeys;
+        assertion = lib.all (k: isBareKey k.key) allKeys;
         message = "services.diag.authorizedKeys: give bare public keys (\"ssh-ed25519 AAAA... comment\"); the module adds restrict,command=... itself";
+      }
+      {
+        assertion = lib.all (k: k.from == null || (k.from != [ ] && lib.all isFromPattern k.from)) namedKeys;
+        message = "services.diag.keys.<name>.from: give addresses or patterns (10.0.0.5, 10.0.0.0/24, *.example.org, !10.0.0.9), at least one, or null";
       }
       {
         assertion = cfg.sandbox != "required" || config.security.allowUserNamespaces;
@@ -366,7 +409,7 @@ in
       # No password. "*" rather than "!": OpenSSH treats a "!"-prefixed hash
       # as a locked account (and refuses even key logins) when UsePAM is off.
       hashedPassword = "*";
-      openssh.authorizedKeys.keys = map (k: ''restrict,command="${forceCommand}" ${k}'') cfg.authorizedKeys;
+      openssh.authorizedKeys.keys = map keyLine allKeys;
     };
 
     environment.etc.${policyEtcPath}.source = policyFile;

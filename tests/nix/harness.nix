@@ -504,6 +504,26 @@ let
   };
   keyWithOptions = variant { services.diag.authorizedKeys = lib.mkForce [ ''from="10.0.0.1" ${testKey}'' ]; };
   noKeys = variant { services.diag.authorizedKeys = lib.mkForce [ ]; };
+  pinnedKey = variant {
+    services.diag.authorizedKeys = lib.mkForce [ ];
+    services.diag.keys.agent = {
+      key = testKey;
+      from = [ "10.0.0.5" "fd00::/8" "!10.0.0.9" ];
+    };
+  };
+  pinnedAndBare = variant { services.diag.keys.agent.key = testKey; };
+  pinnedBadFrom = variant {
+    services.diag.keys.agent = {
+      key = testKey;
+      from = [ ''10.0.0.5",command="/bin/sh'' ];
+    };
+  };
+  pinnedEmptyFrom = variant {
+    services.diag.keys.agent = {
+      key = testKey;
+      from = [ ];
+    };
+  };
   wrappersPath = variant { services.diag.searchPath = "/run/wrappers/bin"; };
   relativeHostPolicy = variant { services.diag.hostPolicy = "policy/fleet.toml"; };
   noSshd = variant { services.openssh.enable = lib.mkForce false; };
@@ -708,7 +728,14 @@ let
     "AllowUsers without diag is refused" = mentions "AllowUsers" allowUsersMissing.failedAssertions;
     "AllowUsers with diag is fine" = allowUsersOk.failedAssertions == [ ];
     "keys with their own options are refused" = mentions "bare public keys" keyWithOptions.failedAssertions;
-    "no keys is refused" = mentions "authorizedKeys is empty" noKeys.failedAssertions;
+    "no keys is refused" = mentions "are empty" noKeys.failedAssertions;
+    "a named key is pinned to its sources with from=" =
+      pinnedKey.failedAssertions == [ ]
+      && pinnedKey.user.keys == [ ''restrict,from="10.0.0.5,fd00::/8,!10.0.0.9",command="${builtins.head (lib.splitString "\"" (lib.removePrefix "restrict,command=\"" (builtins.head basic.user.keys)))}" ${testKey}'' ];
+    "a named key without from joins the bare ones" =
+      pinnedAndBare.failedAssertions == [ ] && builtins.length pinnedAndBare.user.keys == 2;
+    "a from= that could end the option is refused" = mentions "keys.<name>.from" pinnedBadFrom.failedAssertions;
+    "an empty from= is refused" = mentions "keys.<name>.from" pinnedEmptyFrom.failedAssertions;
     "/run/wrappers search path is refused" = mentions "/run/wrappers" wrappersPath.failedAssertions;
     "relative hostPolicy is refused" = mentions "hostPolicy" relativeHostPolicy.failedAssertions;
     "sshd must be enabled" = mentions "openssh.enable" noSshd.failedAssertions;
@@ -775,6 +802,7 @@ in
   scenarios = {
     inherit
       basic
+      pinnedKey
       disabled
       web02
       goodDeny

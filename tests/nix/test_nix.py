@@ -233,3 +233,15 @@ def test_authorized_keys_line_is_valid(harness: dict, tmp_path: Path) -> None:
     r = subprocess.run(["ssh-keygen", "-l", "-f", str(ak)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "ED25519" in r.stdout
+
+
+def test_a_pinned_keys_line_is_valid_with_its_from(harness: dict, tmp_path: Path) -> None:
+    """services.diag.keys.<name>.from: the line ssh reads has from= before command=."""
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("needs ssh-keygen")
+    (line,) = harness["scenarios"]["pinnedKey"]["user"]["keys"]
+    assert line.startswith('restrict,from="10.0.0.5,fd00::/8,!10.0.0.9",command="')
+    ak = tmp_path / "authorized_keys"
+    ak.write_text(line + "\n")
+    r = subprocess.run(["ssh-keygen", "-l", "-f", str(ak)], capture_output=True, text=True)
+    assert r.returncode == 0 and "ED25519" in r.stdout, r.stderr

@@ -96,7 +96,7 @@ def _globbed(raw: bytes, argv: tuple[str, ...], globs: dict[int, str], policy: P
             raise Deny("parse.glob", f"{argv[i]!r} is not a path here, so it is not expanded; quote the '*' or '?'"
                        " (a pattern, a unit name) or name the file", m.rule)
     denylist = for_policy(policy, host)
-    planned = None if policy.settings.sandbox == "off" or view.userns() else denylist.covers(argv[0])
+    planned = None if _no_wall(policy, view) else denylist.covers(argv[0])  # as _allowed plans it
     out: list[str] = []
     notes: list[str] = []
     for i, word in enumerate(argv):
@@ -123,6 +123,11 @@ def _globbed(raw: bytes, argv: tuple[str, ...], globs: dict[int, str], policy: P
                       f" path(s)")
 
 
+def _no_wall(policy: Policy, view: Host) -> str | None:
+    """Why no kernel wall will be planned here, or None."""
+    return 'sandbox = "off"' if policy.settings.sandbox == "off" else view.userns()
+
+
 def _filter(argv: tuple[str, ...], policy: Policy, host: Host) -> Stage:
     """A stage after '|': a filter of the policy; it names no path (the loader sees to that)."""
     m = match.match(argv, policy, filter=True)
@@ -142,7 +147,7 @@ def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | Non
     layers = ["allowlist"]
     denylist = for_policy(policy, host) if m.paths or s.sandbox != "off" else None
     view = host if host is not None else RealHost()
-    no_wall = 'sandbox = "off"' if s.sandbox == "off" else view.userns()
+    no_wall = _no_wall(policy, view)
     planned = None if no_wall or denylist is None else denylist.covers(argv[0])
     checks: tuple[PathCheck, ...] = ()
     if m.paths:  # the deny list is compiled only for commands that name paths or get a wall

@@ -286,13 +286,11 @@ def test_a_seal_of_another_validator_is_not_trusted(tmp_path, monkeypatch):
     assert not P.sealed(path.read_bytes())
 
 
-def test_a_sealed_but_invalid_command_is_denied_when_used(tmp_path):
-    """A seal vouches for what this validator passed; if it ever does not hold, the command
-    that fails the checks on first use is refused with policy.error, never run."""
+def _sealed_but_broken(tmp_path):
+    """web-02's policy, rendered, with one command that fails the checks, sealed again."""
     import json
 
     from diag_wrapper import policy as P
-    from diag_wrapper.plan import plan
 
     data = json.loads(_render_to(tmp_path).read_text())
     del data["sealed"]
@@ -300,6 +298,16 @@ def test_a_sealed_but_invalid_command_is_denied_when_used(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(P._seal(json.dumps(data, indent=1) + "\n"))
     os.chmod(path, 0o644)
+    return path
+
+
+def test_a_sealed_but_invalid_command_is_denied_when_used(tmp_path):
+    """A seal vouches for what this validator passed; if it ever does not hold, the command
+    that fails the checks on first use is refused with policy.error, never run."""
+    from diag_wrapper import policy as P
+    from diag_wrapper.plan import plan
+
+    path = _sealed_but_broken(tmp_path)
     assert P.sealed(path.read_bytes())
     if os.geteuid() != 0:
         pytest.skip("root_only needs a root-owned file")
@@ -317,32 +325,19 @@ def test_toml_cannot_claim_to_be_sealed(tmp_path):
         load(str(path))
 
 
-def test_help_and_denials_of_a_sealed_command_that_fails_are_still_answered(tmp_path, capsys):
+def test_help_and_denials_of_a_sealed_command_that_fails_are_still_answered(tmp_path, capsys, monkeypatch):
     """plan refuses such a command with policy.error; the denial line and help must not
     crash on building it (found by review)."""
-    import json
-
-    from diag_wrapper import policy as P
     from diag_wrapper import run
     from diag_wrapper.model import HELP, Plan
     from diag_wrapper.plan import plan
 
-    data = json.loads(_render_to(tmp_path).read_text())
-    del data["sealed"]
-    data["commands"]["uptime"]["options"] = [{"names": ["-p"], "bogus": 1}]
-    path = tmp_path / "bad.json"
-    path.write_text(P._seal(json.dumps(data, indent=1) + "\n"))
-    os.chmod(path, 0o644)
+    path = _sealed_but_broken(tmp_path)
     if os.geteuid() != 0:
         pytest.skip("root_only needs a root-owned file")
     pol = load(str(path), root_only=True)
-    monkey = {"record": lambda *a, **k: None}
-    orig = run.audit.record
-    run.audit.record = monkey["record"]
-    try:
-        assert run._finish(plan(b"uptime -x", pol), pol, {}) == run.EX_NOPERM
-        assert run._finish(Plan(HELP, "help", "help", b"help uptime", argv=("help", "uptime")), pol, {}) == run.EX_NOPERM
-    finally:
-        run.audit.record = orig
+    monkeypatch.setattr(run.audit, "record", lambda *a, **k: None)
+    assert run._finish(plan(b"uptime -x", pol), pol, {}) == run.EX_NOPERM
+    assert run._finish(Plan(HELP, "help", "help", b"help uptime", argv=("help", "uptime")), pol, {}) == run.EX_NOPERM
     err = capsys.readouterr().err
     assert "policy.error" in err and "Traceback" not in err

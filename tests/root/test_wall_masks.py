@@ -116,6 +116,26 @@ print(json.dumps({"decision": p.decision, "code": p.code, "masked": list(p.maske
 """
 
 
+def _plan_after(tmp_path, setup: str, root, deny: list[tuple[str, str]], programs: tuple[str, ...], command: str,
+                sandbox: str = "auto") -> dict:
+    """plan() of ``command`` in a private mount namespace after the shell line ``setup``
+    ($0 is ``root``), with a policy of the fleet's plus ``deny`` and ``programs``."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in programs:
+        os.symlink(shutil.which(name), bindir / name)
+    pol = tmp_path / "p.toml"
+    pol.write_text(f'include = ["{REPO / "policy" / "fleet.toml"}"]\n'
+                   + "".join(f'[[deny]]\npath = "{path}"\nwhy = "{why}"\n' for path, why in deny)
+                   + f'[settings]\nsearch_path = ["{bindir}"]\nsandbox = "{sandbox}"\npersist_roots = []\n')
+    out = subprocess.run([shutil.which("unshare"), "-m", "--propagation", "private", "/bin/sh", "-c",
+                          f"{setup} && exec \"$@\"", str(root), sys.executable, "-c", PLAN_IN_NS, str(pol),
+                          command.format(root=root)],
+                         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 @pytest.mark.parametrize("command", ["grep -r CANARY {root}", "du -a {root}", "ls -R {root}"])
 def test_an_entry_reached_through_a_bind_mount_is_not_masked(tmp_path, command):
     """A nested entry that is a bind mount of a directory elsewhere in the tree: the wall
@@ -124,21 +144,10 @@ def test_an_entry_reached_through_a_bind_mount_is_not_masked(tmp_path, command):
     (root / "lib" / "private" / "n8n").mkdir(parents=True)
     (root / "data" / "n8n").mkdir(parents=True)
     (root / "data" / "n8n" / "secret").write_text("CANARY-bind\n")
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    for name in ("grep", "du", "ls"):
-        os.symlink(shutil.which(name), bindir / name)
-    pol = tmp_path / "p.toml"
-    pol.write_text(f'include = ["{REPO / "policy" / "fleet.toml"}"]\n'
-                   f'[[deny]]\npath = "{root}/lib/private"\nwhy = "DynamicUser state"\n'
-                   f'[[deny]]\npath = "{root}/lib/private/n8n"\nwhy = "n8n"\n'
-                   f'[settings]\nsearch_path = ["{bindir}"]\nsandbox = "auto"\npersist_roots = []\n')
-    script = (f'{shutil.which("mount")} --bind "$0/data/n8n" "$0/lib/private/n8n" && exec "$@"')
-    out = subprocess.run([shutil.which("unshare"), "-m", "--propagation", "private", "/bin/sh", "-c", script,
-                          str(root), sys.executable, "-c", PLAN_IN_NS, str(pol), command.format(root=root)],
-                         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
+    mount = shutil.which("mount")
+    got = _plan_after(tmp_path, f'{mount} --bind "$0/data/n8n" "$0/lib/private/n8n"', root,
+                      [(f"{root}/lib/private", "DynamicUser state"), (f"{root}/lib/private/n8n", "n8n")],
+                      ("grep", "du", "ls"), command)
     assert (got["decision"], got["code"]) == (DENY, "path.tree-contains-denied"), got
 
 
@@ -154,20 +163,9 @@ def test_a_directory_mounted_into_an_entry_is_that_entry_under_its_own_name(tmp_
     (root / "log" / "private" / "svc").mkdir(parents=True)
     (root / "persist" / "svc").mkdir(parents=True)
     (root / "persist" / "svc" / "token").write_text("CANARY-mounted-in\n")
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    for name in ("grep", "cat", "ls"):
-        os.symlink(shutil.which(name), bindir / name)
-    pol = tmp_path / "p.toml"
-    pol.write_text(f'include = ["{REPO / "policy" / "fleet.toml"}"]\n'
-                   f'[[deny]]\npath = "{root}/log/private"\nwhy = "DynamicUser logs"\n'
-                   f'[settings]\nsearch_path = ["{bindir}"]\nsandbox = "auto"\npersist_roots = []\n')
-    script = (f'{shutil.which("mount")} --bind "$0/persist/svc" "$0/log/private/svc" && exec "$@"')
-    out = subprocess.run([shutil.which("unshare"), "-m", "--propagation", "private", "/bin/sh", "-c", script,
-                          str(root), sys.executable, "-c", PLAN_IN_NS, str(pol), command.format(root=root)],
-                         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
+    mount = shutil.which("mount")
+    got = _plan_after(tmp_path, f'{mount} --bind "$0/persist/svc" "$0/log/private/svc"', root,
+                      [(f"{root}/log/private", "DynamicUser logs")], ("grep", "cat", "ls"), command)
     assert (got["decision"], got["code"]) == (DENY, code), got
 
 
@@ -179,17 +177,6 @@ def test_a_proc_mounted_outside_proc_is_refused(tmp_path, command):
     by name, so a proc file system anywhere else is refused by its type (found by review)."""
     root = tmp_path / "srv"
     (root / "chroot" / "proc").mkdir(parents=True)
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    for name in ("grep", "cat", "ls", "du"):
-        os.symlink(shutil.which(name), bindir / name)
-    pol = tmp_path / "p.toml"
-    pol.write_text(f'include = ["{REPO / "policy" / "fleet.toml"}"]\n'
-                   f'[settings]\nsearch_path = ["{bindir}"]\nsandbox = "off"\npersist_roots = []\n')
-    script = f'{shutil.which("mount")} -t proc proc "$0/chroot/proc" && exec "$@"'
-    out = subprocess.run([shutil.which("unshare"), "-m", "--propagation", "private", "/bin/sh", "-c", script,
-                          str(root), sys.executable, "-c", PLAN_IN_NS, str(pol), command.format(root=root)],
-                         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
+    got = _plan_after(tmp_path, f'{shutil.which("mount")} -t proc proc "$0/chroot/proc"', root, [],
+                      ("grep", "cat", "ls", "du"), command, sandbox="off")
     assert (got["decision"], got["code"]) == (DENY, "path.kernel-file"), got

@@ -25,6 +25,7 @@ usage: diag-wrapper [--policy FILE]                        ForceCommand mode (re
        diag-wrapper lint [--policy FILE]                   check the policy and its [[examples]]
        diag-wrapper help [--policy FILE] [COMMAND|--brief|--json]   what the policy allows
        diag-wrapper render [--policy FILE]                 the policy and its includes as one JSON document
+       diag-wrapper collect NAME --timeout S --max-output B -- COMMAND ...   a report's run (in its unit)
 """
 
 
@@ -183,9 +184,17 @@ def render(args: list[str]) -> int:
     return EX_OK
 
 
+def collect(args: list[str]) -> int:
+    """One run of a fixed report, in its service unit (collect.py); never reached over SSH:
+    ForceCommand mode reads only SSH_ORIGINAL_COMMAND, whatever the arguments."""
+    from . import collect as collector
+
+    return collector.main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    subcommands = {"check": check, "lint": lint, "help": help_, "render": render}
+    subcommands = {"check": check, "lint": lint, "help": help_, "render": render, "collect": collect}
     try:
         if args and args[0] in subcommands:
             try:

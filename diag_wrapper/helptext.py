@@ -104,6 +104,17 @@ def probes_help(policy: Policy) -> str:
     return "\n".join(out) + "\n"
 
 
+def reports_help(policy: Policy) -> str:
+    """``report`` alone: the host's fixed reports, from the policy's [reports]."""
+    if not policy.reports:
+        return "this host's policy lists no reports\n"
+    out = ["Reports: facts only root can see, each from one fixed command the host's configuration chose;",
+           "you choose only which one runs. 'report NAME' (no arguments; filters may follow '|'):"]
+    width = max(len(n) for n in policy.reports)
+    out += [f"  {n:<{width}}  {r.summary} (stops after {r.timeout}s)" for n, r in sorted(policy.reports.items())]
+    return "\n".join(out) + "\n"
+
+
 def brief(policy: Policy) -> str:
     """All of it on a page, for an agent's context: each command with its verbs, the filters,
     the services, the rules; 'help COMMAND' has the options (at most 2,000 tokens)."""
@@ -120,6 +131,9 @@ def brief(policy: Policy) -> str:
         for name, s in policy.services.items():
             out.append(f"  {name}: units {' '.join(s.units) or '-'}" + (f"; probes {' '.join(p.url for p in s.probes)}"
                                                                         if s.probes else ""))
+    if policy.reports:
+        out += ["", "Reports (root-only facts, fixed commands): report NAME, with NAME one of "
+                + ", ".join(sorted(policy.reports)) + " ('report' says what each shows)"]
     allowed = [e.command for e in policy.examples if e.decision == "allow"]
     if allowed:
         out += ["", "Examples: " + " ; ".join(allowed[:12])]
@@ -153,6 +167,8 @@ def as_json(policy: Policy) -> str:
         "services": {n: {"summary": s.summary, "units": list(s.units), "containers": list(s.containers),
                          "probes": [p.url for p in s.probes], "commands": list(s.commands), "notes": s.notes}
                      for n, s in policy.services.items()},
+        "reports": {n: {"summary": r.summary, "timeout": r.timeout, "max_output_bytes": r.max_output_bytes}
+                    for n, r in sorted(policy.reports.items())},
         "instead": {f: {"run": i.run, "why": i.why} for f, i in policy.instead.items()},
         "examples": [{"command": e.command, "decision": e.decision, "code": e.code} for e in policy.examples],
         "redact": [r.name for r in policy.redact],
@@ -172,6 +188,8 @@ def render(policy: Policy, topic: str | None = None) -> str:
         return as_json(policy)
     if topic == "probes":
         return probes_help(policy)
+    if topic in ("reports", "report"):
+        return reports_help(policy)
     if topic == "services" or (topic in policy.services and topic not in policy.commands):
         return services_help(policy, None if topic == "services" else topic)
     if topic is not None:
@@ -187,7 +205,8 @@ def render(policy: Policy, topic: str | None = None) -> str:
         "command piped into filters (see the end); no lists, redirections, substitutions,",
         "variables or globs. Options must be spelled out in full. 'help COMMAND' shows one",
         "command, 'help filters' the filters, 'help services' where this host's services log and",
-        "how to probe them, 'help --brief' all of it on a page. Allowed commands:",
+        "how to probe them, 'report' the root-only reports, 'help --brief' all of it on a page.",
+        "Allowed commands:",
         "",
     ]
     for name in sorted(policy.commands):
@@ -196,6 +215,8 @@ def render(policy: Policy, topic: str | None = None) -> str:
         out += [filters_help(policy)]
     if policy.services:
         out += ["Services of this host (where they log, how to probe them):", services_help(policy)]
+    if policy.reports:
+        out += [reports_help(policy)]
     allowed = [e.command for e in policy.examples if e.decision == "allow"]
     if allowed:
         out += ["Examples:"] + [f"  {c}" for c in allowed] + [""]

@@ -20,7 +20,7 @@ CODES = tuple("""
     match.unknown-option match.abbreviated-option match.missing-value match.unexpected-value
     match.bad-value match.too-few-args match.too-many-args match.bad-combination match.not-a-filter
     path.denied path.tree-contains-denied path.unopenable path.changed path.hardlinked path.not-regular
-    path.kernel-file path.unstable
+    path.kernel-file path.unstable report.unknown report.unavailable report.refused
     policy.error policy.insecure audit.unavailable exec.not-found setup.not-isolated
     sandbox.unavailable sandbox.partial limit.busy limit.rate limit.unavailable internal.error
 """.split())
@@ -113,6 +113,7 @@ class Plan(NamedTuple):
     redact_max_line: int = 1 << 16
     notes: tuple[str, ...] = ()  # lines for the agent's stderr before the command runs (a dropped flag)
     masked: tuple[str, ...] = ()  # deny entries inside a tree that are allowed only because the wall covers them
+    connect: int | None = None  # exec_argv index of a report's socket: the effects connect, the word becomes fd=N
 
     @property
     def allowed(self) -> bool:

@@ -12,6 +12,9 @@ again); those effects (run.py) may turn an allow into a reported deny, never the
 
 from __future__ import annotations
 
+import os
+import sys
+
 from . import match, parse
 from .deny import DenyList, Host, RealHost, expand_glob, for_policy
 from .model import ALLOW, HELP, Deny, PathCheck, Plan, Stage, denied
@@ -43,8 +46,15 @@ def plan(raw: bytes, policy: Policy, host: Host | None = None) -> Plan:
                 raise Deny("parse.glob", f"stage {k} of the pipeline ({stage[0].literal}): a filter reads only the"
                            " pipe, so a glob there names nothing; quote the '*' or '?'", f"| {stage[0].literal}")
         globs = {i: w.glob for i, w in enumerate(words[0]) if w.glob is not None}
-        p = _in_stage(1, stages, lambda: _globbed(raw, argv, globs, policy, host) if globs
-                      else _allowed(raw, argv, policy, host))
+        if argv[0] == "report":
+            if len(argv) == 1 and len(stages) == 1:
+                return Plan(HELP, "help", "reports listed", raw, rule="report", argv=argv)
+            if globs:
+                raise Deny("parse.glob", "a report is named in full; 'report' lists them", "report")
+            p = _in_stage(1, stages, lambda: _report(raw, argv, policy, host))
+        else:
+            p = _in_stage(1, stages, lambda: _globbed(raw, argv, globs, policy, host) if globs
+                          else _allowed(raw, argv, policy, host))
         if len(stages) == 1:
             return p
         view = host if host is not None else RealHost()
@@ -191,6 +201,54 @@ def _allowed(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | Non
         rlimits=rlimits(policy, cmd.memory_mb, timeout), pass_fds=pass_fds, wall=wall, unstable=unstable,
         redact=policy.redact if cmd.redact else (), redact_max_line=policy.redact_max_line, notes=notes,
         masked=masked,
+    )
+
+
+REPORT_GRACE = 5  # seconds the wrapper waits beyond a report's own time limit (its unit's start, the reply)
+# The stage: report.main under this interpreter, the package found where this one was (-I
+# ignores PYTHONPATH; a Nix wrapper adds its site directories at run time, not in the interpreter).
+REPORT_STAGE = ("import sys; sys.path.insert(0, sys.argv[1]); from diag_wrapper.report import main;"
+                " sys.exit(main(sys.argv[2:]))")
+_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where diag_wrapper is imported from
+
+
+def _report(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | None) -> Plan:
+    """``report NAME``: the stage is report.main under this interpreter, connected (an effect) to
+    the report's socket; nothing of the agent's reaches the collector but the name."""
+    s = policy.settings
+    names = ", ".join(sorted(policy.reports)) or "none on this host"
+    if len(argv) < 2:
+        raise Deny("match.too-few-args", f"name the report: report NAME | FILTER (reports: {names})", "report")
+    r = policy.reports.get(argv[1])
+    if r is None:
+        raise Deny("report.unknown", f"{argv[1]!r} is not a report of this host (reports: {names}); 'report'"
+                   " lists them with what each shows", "report")
+    rule = f"report {argv[1]}"
+    if len(argv) > 2:
+        raise Deny("match.too-many-args", "a report takes no arguments: its command is fixed in the host's"
+                   " configuration", rule)
+    view = host if host is not None else RealHost()
+    no_wall = _no_wall(policy, view)
+    layers = ["allowlist", "report"]
+    reason = f"allowed by rule {rule!r}"
+    wall: tuple[str, ...] = ()
+    if no_wall and s.sandbox == "required":
+        raise Deny("sandbox.unavailable", f"the kernel wall (user + mount namespace) cannot be set up here"
+                   f" ({no_wall}) and this host's policy requires it; nothing was executed", rule)
+    if no_wall:
+        if s.sandbox == "auto":
+            layers.append("sandbox-unavailable")
+            reason += f"; kernel wall unavailable ({no_wall}), path checks only"
+    else:
+        wall = for_policy(policy, host).covers("report")
+        layers.append("sandbox")
+    timeout = r.timeout + REPORT_GRACE
+    exec_argv = (sys.executable, "-I", "-c", REPORT_STAGE, _HERE, argv[1], r.socket)
+    return Plan(
+        ALLOW, "allow", reason, raw, rule=rule, argv=argv, exec_argv=exec_argv, executable=sys.executable,
+        env={"LANG": "C.UTF-8"}, timeout=timeout, max_output=min(s.max_output_bytes, r.max_output_bytes + 4096),
+        layers=tuple(layers), rlimits=rlimits(policy, None, timeout), wall=wall, redact=policy.redact,
+        redact_max_line=policy.redact_max_line, connect=len(exec_argv) - 1,
     )
 
 

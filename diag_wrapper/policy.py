@@ -149,6 +149,16 @@ class Service(NamedTuple):
     notes: str = ""
 
 
+class Report(NamedTuple):
+    """``[reports.NAME]``: a fixed collector root runs on request (``report NAME``). Its command
+    is in the host's configuration, not here: the policy names only the socket to ask."""
+
+    summary: str
+    socket: str
+    timeout: int = 30  # the collector's own limit (its unit enforces it; the wrapper waits a little longer)
+    max_output_bytes: int = 1 << 20
+
+
 class Example(NamedTuple):
     command: str
     decision: str
@@ -181,6 +191,7 @@ class Policy(NamedTuple):
     redact_max_line: int = 1 << 16  # bytes of one line the net holds before it cuts the line
     instead: Mapping[str, "Instead"] = MappingProxyType({})  # what to run instead of a refused form
     services: Mapping[str, Service] = MappingProxyType({})  # recipes and probe endpoints
+    reports: Mapping[str, Report] = MappingProxyType({})  # fixed root-only collectors, by name
 
     def probe(self, url: str) -> Probe | None:
         """The policy's probe for exactly this URL, if it lists one."""
@@ -396,6 +407,8 @@ def _command(name: str, table: Any, named: Mapping[str, ValueType], where: str =
     where = where or f"commands.{name}"
     if not _COMMAND_NAME.fullmatch(name):
         raise _fail(where, "a command is named by its bare program name (no '/')")
+    if name in ("help", "report"):
+        raise _fail(where, f"{name!r} is the wrapper's own command")
     extra = {"subcommands", "forced_args", "env", "timeout", "option_style", "short_clusters", "reads", "memory_mb",
              "max_output_bytes", "redact", "default_subcommand"}
     form = _form(where, table, named, extra)
@@ -557,6 +570,24 @@ def _service(where: str, name: str, spec: Any) -> Service:
                    _str_list(f"{where}.commands", spec.get("commands", [])), text["notes"])
 
 
+_REPORT_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
+
+
+def _report(where: str, name: str, spec: Any) -> Report:
+    if not _REPORT_NAME.fullmatch(name):
+        raise _fail(where, "a report is named in lower case: a letter, then letters, digits and '-' (40 at most)")
+    _keys(where, spec, set(Report._fields), {"summary", "socket"})
+    summary = _typed(f"{where}.summary", spec["summary"], str, "a string")
+    sock = _typed(f"{where}.socket", spec["socket"], str, "a string")
+    if _CONTROL.search(summary) or not summary:
+        raise _fail(where, "summary must be one line")
+    if not sock.startswith("/run/") or os.path.normpath(sock) != sock or len(os.fsencode(sock)) > 107:
+        raise _fail(f"{where}.socket", f"{sock!r} must be a normalised path under /run (a socket unit's, 107 bytes at most)")
+    d = Report._field_defaults
+    return Report(summary, sock, _int(f"{where}.timeout", spec.get("timeout", d["timeout"]), 1, 600),
+                  _int(f"{where}.max_output_bytes", spec.get("max_output_bytes", d["max_output_bytes"]), 1, 1 << 30))
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -672,7 +703,7 @@ def _collect(path: str, stack: tuple[str, ...], out: list[tuple[str, dict]], roo
         raise PolicyError(f"{path}: includes nest deeper than {_MAX_INCLUDE_DEPTH}")
     data = _read(path, root_only)
     _keys(path, data, {"include", "settings", "types", "deny", "commands", "filters", "redact", "instead", "examples",
-                       "services", "sealed"})
+                       "services", "reports", "sealed"})
     for inc in _str_list(f"{path}: include", data.get("include", [])):
         target = inc if os.path.isabs(inc) else os.path.join(os.path.dirname(path), inc)
         _collect(target, stack + (real,), out, root_only)
@@ -693,7 +724,7 @@ def load(path: str, root_only: bool = False) -> Policy:
     return _build(path, files, lazy)
 
 
-_MERGED = ("settings", "types", "commands", "filters", "instead", "services")  # later keys replace earlier ones
+_MERGED = ("settings", "types", "commands", "filters", "instead", "services", "reports")  # later keys replace earlier ones
 
 
 def render(path: str) -> str:
@@ -783,6 +814,7 @@ def _build(path: str, files: list[tuple[str, dict]], lazy: bool = False) -> Poli
     filters: dict[str, Command] = {}
     instead: dict[str, Instead] = {}
     services: dict[str, Service] = {}
+    reports: dict[str, Report] = {}
     patterns: dict[str, Pattern] = {}
     max_line = Policy._field_defaults["redact_max_line"]
     deny: list[DenyEntry] = []
@@ -837,6 +869,8 @@ def _build(path: str, files: list[tuple[str, dict]], lazy: bool = False) -> Poli
             instead[form] = Instead(run, why)
         for name, spec in _typed(f"{src}: services", data.get("services", {}), dict, "a table of services").items():
             services[name] = _service(f"{src}: services.{name}", name, spec)
+        for name, spec in _typed(f"{src}: reports", data.get("reports", {}), dict, "a table of reports").items():
+            reports[name] = _report(f"{src}: reports.{name}", name, spec)
         for i, e in enumerate(_typed(f"{src}: examples", data.get("examples", []), list, "a list of examples")):
             w = f"{src}: examples[{i}]"
             _keys(w, e, {"command", "decision", "code"}, {"command", "decision"})
@@ -858,6 +892,7 @@ def _build(path: str, files: list[tuple[str, dict]], lazy: bool = False) -> Poli
         redact_max_line=max_line,
         instead=MappingProxyType(instead),
         services=MappingProxyType(services),
+        reports=MappingProxyType(reports),
     )
 
 

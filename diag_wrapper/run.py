@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Mapping
 
-from . import audit, limits, sandbox, supervise
+from . import audit, limits, report, sandbox, supervise
 from .deny import for_policy
 from .execute import apply_limits, open_fds
 from .model import ALLOW, HELP, Deny, InsecurePolicy, Plan, PolicyError, degraded, denied, refused
@@ -76,6 +76,7 @@ def _effects(p: Plan, policy: Policy) -> Plan:
             raise Deny("limit.unavailable", f"the command's resource limits cannot be set ({exc}); nothing"
                        " was executed") from None
         p = open_fds(p, for_policy(policy))
+        p = report.connect(p)  # a report's socket, before the wall (nothing is sent on it)
     except Deny as exc:
         return refused(p, exc.code, exc.message, exc.rule)
     return _wall(p, policy.settings.sandbox)
@@ -123,7 +124,7 @@ def _finish(p: Plan, policy: Policy | None, environ: Mapping[str, str], deny_sta
 
         assert policy is not None
         try:
-            text = render(policy, p.argv[1] if len(p.argv) > 1 else None)
+            text = render(policy, "reports" if p.argv[0] == "report" else p.argv[1] if len(p.argv) > 1 else None)
         except PolicyError as exc:  # a sealed policy's command that fails its checks when built
             _err(f"denied: the policy is invalid: {exc} (policy.error)")
             return EX_NOPERM

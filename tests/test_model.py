@@ -51,7 +51,8 @@ def test_an_unregistered_code_is_a_bug_not_a_new_kind_of_deny():
 
 # The package's modules in data-flow order: each may import only those before it.
 ORDER = ["model", "_bashlex_tables", "_bashlex", "valuetypes", "redact", "policy", "parse", "match", "deny", "plan",
-         "helptext", "lint", "limits", "sandbox", "audit", "execute", "supervise", "run", "cli", "__main__"]
+         "helptext", "lint", "limits", "sandbox", "audit", "execute", "report", "collect",
+         "supervise", "run", "cli", "__main__"]
 
 
 def _package_imports(path: Path) -> list[tuple[str, int]]:

@@ -260,7 +260,7 @@ def test_filters_and_commands_are_separate_tables(tmp_path):
     ("dmesg -T", "journalctl -k"),
     ("podman logs invidious-companion", "journalctl CONTAINER_NAME="),
     ("docker logs x", "journalctl CONTAINER_NAME="),
-    ("podman ps", "systemctl list-units --type=service 'podman-*'"),
+    ("podman ps", "report containers"),
     ("top -s", "top -b -n 1 -o %MEM"),
     ("htop", "top -b -n 1"),
     ("coredumpctl info 1234", "journalctl COREDUMP_PID=1234 -o verbose"),

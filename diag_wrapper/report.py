@@ -42,7 +42,8 @@ def connect(p: Plan) -> Plan:
     """The effect for a report's plan: connect to its socket, hand the descriptor to the stage.
 
     Nothing is ever sent (the write side is shut at once). ENOENT and ECONNREFUSED: the
-    report's socket unit is not running here; EACCES: this user is not in the socket's group."""
+    report's socket unit is not running here; EACCES: this user is not in the socket's group.
+    The other end must be root's (SO_PEERCRED: systemd made the socket), or nothing is read."""
     if p.connect is None:
         return p
     path = p.exec_argv[p.connect]
@@ -53,6 +54,11 @@ def connect(p: Plan) -> Plan:
         s.connect(path)
         s.shutdown(socket.SHUT_WR)
         s.settimeout(None)
+        uid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+        if uid != 0:
+            s.close()
+            raise Deny("report.refused", f"report {name}: {path} is not root's socket (its listener is uid {uid});"
+                       " nothing was read from it", p.rule)
     except (FileNotFoundError, ConnectionRefusedError, socket.timeout) as exc:
         s.close()
         raise Deny("report.unavailable", f"report {name}: nothing answers at {path} ({_why(exc)}): its socket unit"

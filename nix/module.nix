@@ -30,6 +30,16 @@ let
     ;
 
   cfg = config.services.diag;
+  reportsLib = import ./reports.nix { inherit lib; };
+  enabledReports = lib.filterAttrs (_: r: r.enable) cfg.reports;
+  reportUnits = lib.mapAttrs (
+    name: report:
+    reportsLib.units {
+      inherit name report;
+      collect = "${cfg.package}/bin/diag-wrapper collect";
+      group = userName;
+    }
+  ) enabledReports;
   sshd = config.services.openssh;
   # Unprivileged user namespaces off by other means than security.allowUserNamespaces: the
   # sysctls themselves, or a hardened kernel (its unprivileged_userns_clone patch defaults to
@@ -160,6 +170,9 @@ let
   }
   // lib.optionalAttrs (cfg.extraCommands != { }) {
     commands = cfg.extraCommands;
+  }
+  // lib.optionalAttrs (reportUnits != { }) {
+    reports = lib.mapAttrs (_: u: u.policy) reportUnits;
   };
 
   policyToml = tomlFormat.generate "diag-wrapper-policy.toml" policyValue;
@@ -312,6 +325,96 @@ in
       '';
     };
 
+    reports = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options = {
+            enable = mkOption {
+              type = types.bool;
+              default = true;
+              description = "Whether this report's socket and service exist (a built-in one is turned off here).";
+            };
+            description = mkOption {
+              type = types.singleLineStr;
+              description = "What the report shows; the agent reads it in `report` and `help`.";
+            };
+            command = mkOption {
+              type = types.nonEmptyListOf types.str;
+              example = lib.literalExpression ''[ "''${pkgs.iproute2}/bin/ss" "--tcp" "--listening" "--processes" ]'';
+              description = ''
+                The fixed command, as argv (no shell); its first word an absolute path.
+                It runs as `user` for every request, with no argument of the agent's.
+              '';
+            };
+            user = mkOption {
+              type = types.str;
+              default = "root";
+              description = "Who runs the command.";
+            };
+            timeout = mkOption {
+              type = types.ints.between 1 600;
+              default = 30;
+              description = "Seconds the command may run; then SIGTERM, SIGKILL a second later.";
+            };
+            maxOutputBytes = mkOption {
+              type = types.ints.between 1 1073741824;
+              default = 1048576;
+              description = "Bytes of output the command may print before it is stopped.";
+            };
+            maxConnections = mkOption {
+              type = types.ints.between 1 16;
+              default = 2;
+              description = "Runs at once; more connections are closed at once (the agent is told it is busy).";
+            };
+            capabilities = mkOption {
+              type = types.listOf (types.strMatching "CAP_[A-Z_]+");
+              default = [ ];
+              description = "The capability bounding set of the run (empty: none at all).";
+            };
+            addressFamilies = mkOption {
+              type = types.listOf (types.strMatching "AF_[A-Z0-9]+");
+              default = [ "AF_UNIX" ];
+              description = "RestrictAddressFamilies of the run (empty: no sockets).";
+            };
+            privateDevices = mkOption {
+              type = types.bool;
+              default = true;
+              description = "PrivateDevices of the run.";
+            };
+            readWritePaths = mkOption {
+              type = types.listOf types.str;
+              default = [ ];
+              description = "What the run may write besides its private /tmp (lock files a reader must take).";
+            };
+          };
+        }
+      );
+      default = { };
+      description = ''
+        Fixed reports: root-only facts the agent asks for with `report NAME`. Each
+        becomes a socket (`/run/diag-reports/NAME.sock`, group diag, mode 0660,
+        Accept=yes) and a hardened templated service that runs `command` and reads
+        nothing the client sends; the rendered policy names the socket.
+      '';
+    };
+
+    builtinReports = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Add the shipped reports (nix/reports.nix) whose services exist on this host:
+        `listening` and `disk-usage` always, `containers` with podman, `firewall` with
+        nftables, `postgres-activity` with PostgreSQL, `redis-info` per Redis server.
+        Each attribute is a default: a host may change or disable one.
+      '';
+    };
+
+    reopenAfter = mkOption {
+      type = types.ints.between 1 3600;
+      default = 30;
+      description = "Seconds a report socket that stopped at its trigger limit (a flood) rests before it reopens.";
+    };
+
     searchPath = mkOption {
       type = types.str;
       default = "/run/current-system/sw/bin";
@@ -420,6 +523,20 @@ in
     # and the per-key rate counters. Root makes it; the diag group writes in it (only the
     # wrapper runs as diag, and the commands it runs cannot write files: RLIMIT_FSIZE 0).
     systemd.tmpfiles.rules = [ "d /run/diag-wrapper 0770 root ${userName} -" ];
+
+    services.diag.reports = lib.mkIf cfg.builtinReports (
+      lib.mapAttrs (_: lib.mapAttrs (_: lib.mkDefault)) (reportsLib.builtin { inherit pkgs config; })
+    );
+    systemd.sockets = lib.mapAttrs' (_: u: lib.nameValuePair u.socketName u.socket) reportUnits;
+    systemd.services =
+      lib.mapAttrs' (_: u: lib.nameValuePair u.serviceName u.service) reportUnits
+      // lib.optionalAttrs (reportUnits != { }) {
+        "diag-reports-reopen@" = reportsLib.reopen {
+          systemctl = "${config.systemd.package}/bin/systemctl";
+          sleep = "${pkgs.coreutils}/bin/sleep";
+          inherit (cfg) reopenAfter;
+        };
+      };
 
     # After the sshd module's own lines (mkOrder 0) and after every
     # default-priority extraConfig, so no global keyword lands in our block;

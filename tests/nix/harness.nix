@@ -83,6 +83,11 @@ let
     callPackage = _fn: _args: stubPackage;
     # stands in for the build step: the script is kept, so a check can see what it runs
     runCommand = name: _env: script: fakeDrv name // { inherit script; };
+    iproute2 = fakeDrv "iproute2-6.17.0";
+    coreutils = fakeDrv "coreutils-9.8";
+    podman = fakeDrv "podman-5.6.2";
+    nftables = fakeDrv "nftables-1.1.5";
+    redis = fakeDrv "redis-8.2.1";
     bashInteractive = fakeDrv "bash-interactive-5.2" // {
       shellPath = "/bin/bash";
     };
@@ -101,6 +106,14 @@ let
   };
 
   # ------------------------------------------------------ NixOS stand-in options
+
+  # nixos/lib/systemd-unit-options.nix: checkUnitConfig'ed atoms, or lists of them
+  unitOption = types.oneOf [
+    types.bool
+    types.int
+    types.str
+    (types.listOf (types.oneOf [ types.bool types.int types.str ]))
+  ];
 
   # sshd.nix: AllowUsers, DenyUsers, AllowGroups, DenyGroups
   accessList = mkOption {
@@ -145,6 +158,55 @@ let
         systemd.tmpfiles.rules = mkOption {
           type = types.listOf types.str;
           default = [ ];
+        };
+        # nixos/modules/system/boot/systemd.nix and lib/systemd-unit-options.nix: the
+        # parts of a socket / service unit the module sets; unitOption atoms or lists
+        systemd.package = mkOption {
+          type = types.package;
+          default = fakeDrv "systemd-258.2";
+        };
+        systemd.sockets = mkOption {
+          default = { };
+          type = types.attrsOf (types.submodule {
+            options = {
+              description = mkOption { type = types.singleLineStr; default = ""; };
+              wantedBy = mkOption { type = types.listOf types.str; default = [ ]; };
+              listenStreams = mkOption { type = types.listOf types.str; default = [ ]; };
+              socketConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
+              unitConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
+            };
+          });
+        };
+        systemd.services = mkOption {
+          default = { };
+          type = types.attrsOf (types.submodule {
+            options = {
+              description = mkOption { type = types.singleLineStr; default = ""; };
+              wantedBy = mkOption { type = types.listOf types.str; default = [ ]; };
+              serviceConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
+              unitConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
+            };
+          });
+        };
+        # what the built-in reports look at (virtualisation/podman, networking/nftables,
+        # databases/postgresql, databases/redis)
+        virtualisation.podman.enable = mkOption { type = types.bool; default = false; };
+        networking.nftables.enable = mkOption { type = types.bool; default = false; };
+        services.postgresql.enable = mkOption { type = types.bool; default = false; };
+        services.postgresql.package = mkOption { type = types.package; default = fakeDrv "postgresql-17.6"; };
+        services.redis.package = mkOption { type = types.package; default = pkgs.redis; };
+        services.redis.servers = mkOption {
+          default = { };
+          type = types.attrsOf (types.submodule ({ name, ... }: {
+            options = {
+              enable = mkOption { type = types.bool; default = false; };
+              user = mkOption { type = types.str; default = "redis" + lib.optionalString (name != "") "-${name}"; };
+              unixSocket = mkOption {
+                type = types.nullOr types.path;
+                default = "/run/redis" + lib.optionalString (name != "") "-${name}" + "/redis.sock";
+              };
+            };
+          }));
         };
 
         users.users = mkOption {
@@ -446,10 +508,32 @@ let
     }
   ]);
 
-  web02 = summary (evalNixos [
+  # what web-02 runs, as far as the built-in reports look
+  web02Host = {
+    virtualisation.podman.enable = true;
+    networking.nftables.enable = true;
+    services.postgresql.enable = true;
+    services.redis.servers.zammad.enable = true;
+  };
+  web02Config = evalNixos [
     base
     ../../nix/hosts/web-02.nix
-  ]);
+    web02Host
+  ];
+  web02 = summary web02Config;
+  web02Reports = web02.policyValue.reports or { };
+  basicConfig = evalNixos [ base ];
+  ownReport = evalNixos [
+    base
+    {
+      services.diag.builtinReports = false;
+      services.diag.reports.uptime = {
+        description = "uptime";
+        command = [ "/run/current-system/sw/bin/uptime" "100%" "$HOME" ];
+      };
+    }
+  ];
+  offReport = evalNixos [ base web02Host { services.diag.reports.firewall.enable = false; } ];
   web02Deny = map (d: d.path) (web02.policyValue.deny or [ ]);
 
   withDeny =
@@ -753,6 +837,38 @@ let
       "/var/lib/zammad"
     ];
     "web-02: /persist SSH host keys denied" = lib.elem "/persist/etc/ssh/ssh_host_*_key" web02Deny;
+    "web-02: built-in reports for what the host runs" =
+      builtins.attrNames web02Reports == [ "containers" "disk-usage" "firewall" "listening" "postgres-activity" "redis-info" ];
+    "reports: a host without podman, nftables, databases gets listening and disk-usage" =
+      builtins.attrNames basicConfig.services.diag.reports == [ "disk-usage" "listening" ];
+    "reports: a disabled built-in has no units and no policy entry" =
+      !(offReport.systemd.sockets ? diag-report-firewall) && offReport.systemd.sockets ? diag-report-listening
+      && !((summary offReport).policyValue.reports ? firewall);
+    "reports: each a socket for the diag group only, one instance per connection" =
+      let s = web02Config.systemd.sockets.diag-report-containers; in
+      s.listenStreams == [ "/run/diag-reports/containers.sock" ] && s.socketConfig.Accept
+      && s.socketConfig.SocketGroup == "diag" && s.socketConfig.SocketMode == "0660"
+      && s.socketConfig.MaxConnections == 2 && s.socketConfig ? TriggerLimitBurst
+      && s.unitConfig.OnFailure == "diag-reports-reopen@diag-report-containers.service";
+    "reports: the service reads nothing, writes to the socket, is hardened" =
+      let c = web02Config.systemd.services."diag-report-postgres-activity@".serviceConfig; in
+      c.StandardInput == "null" && c.StandardOutput == "socket" && c.User == "postgres"
+      && c.ProtectSystem == "strict" && c.ProtectHome && c.PrivateTmp && c.NoNewPrivileges
+      && c.CapabilityBoundingSet == "" && c.RestrictAddressFamilies == "AF_UNIX" && c.RuntimeMaxSec == 15;
+    "reports: no address family at all is \"none\", not an empty list" =
+      web02Config.systemd.services."diag-report-disk-usage@".serviceConfig.RestrictAddressFamilies == "none";
+    "reports: the collector runs the fixed argv, % and $ escaped for systemd" =
+      (ownReport.systemd.services."diag-report-uptime@".serviceConfig.ExecStart)
+      == "${storePrefix}/bin/diag-wrapper collect uptime --timeout 30 --max-output 1048576 -- \"/run/current-system/sw/bin/uptime\" \"100%%\" \"$$HOME\"";
+    "reports: own reports only when builtinReports = false" =
+      builtins.attrNames ownReport.services.diag.reports == [ "uptime" ]
+      && (summary ownReport).policyValue.reports.uptime.socket == "/run/diag-reports/uptime.sock";
+    "reports: the reopen template restarts the socket after a rest" =
+      let c = web02Config.systemd.services."diag-reports-reopen@".serviceConfig; in
+      c.ExecStart == "/nix/store/00000000000000000000000000000000-systemd-258.2/bin/systemctl start %i.socket"
+      && lib.hasSuffix "sleep 30" c.ExecStartPre;
+    "reports: none at all, no reopen unit and no [reports]" =
+      (evalNixos [ base { services.diag.builtinReports = false; } ]).systemd.services == { };
     "web-02: the kernel wall is required" = web02.policyValue.settings.sandbox == "required";
     "web-02: ... which a host without user namespaces is told" =
       mentions "allowUserNamespaces" web02NoUserns.failedAssertions;
@@ -800,6 +916,14 @@ in
   inherit failures;
   checkCount = builtins.length (builtins.attrNames checks);
   scenarios = {
+    web02Units =
+      let
+        plain = lib.mapAttrs (_: u: removeAttrs u [ "_module" ]);
+      in
+      {
+        sockets = plain web02Config.systemd.sockets;
+        services = plain web02Config.systemd.services;
+      };
     inherit
       basic
       pinnedKey

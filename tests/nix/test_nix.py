@@ -245,3 +245,26 @@ def test_a_pinned_keys_line_is_valid_with_its_from(harness: dict, tmp_path: Path
     ak.write_text(line + "\n")
     r = subprocess.run(["ssh-keygen", "-l", "-f", str(ak)], capture_output=True, text=True)
     assert r.returncode == 0 and "ED25519" in r.stdout, r.stderr
+
+
+def test_web02_reports_in_the_policy_are_what_the_module_renders(harness: dict) -> None:
+    # policy/web-02.toml is the rendered example: its [reports] are exactly the tables the
+    # module writes for web-02 (nix/hosts/web-02.nix with podman, nftables, PostgreSQL, Redis)
+    shipped = tomllib.loads((REPO / "policy" / "web-02.toml").read_text())["reports"]
+    assert harness["scenarios"]["web02"]["policyValue"]["reports"] == shipped
+
+
+def test_every_report_unit_is_hardened_the_same_way(harness: dict) -> None:
+    units = harness["scenarios"]["web02Units"]
+    services = {n: u["serviceConfig"] for n, u in units["services"].items() if n.startswith("diag-report-")}
+    assert len(services) == 6
+    for name, c in services.items():
+        assert name.endswith("@") and c["StandardInput"] == "null" and c["StandardOutput"] == "socket", name
+        for key in ("ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges", "RestrictNamespaces",
+                    "RestrictSUIDSGID", "ProtectKernelTunables", "ProtectKernelModules", "LockPersonality"):
+            assert c[key] in (True, "strict"), (name, key)
+        assert isinstance(c["CapabilityBoundingSet"], str) and isinstance(c["RestrictAddressFamilies"], str), name
+        assert c["RuntimeMaxSec"] > 0 and " -- " in c["ExecStart"], name
+    for name, s in units["sockets"].items():
+        assert s["socketConfig"]["SocketMode"] == "0660" and s["socketConfig"]["SocketGroup"] == "diag", name
+        assert s["listenStreams"] == [f"/run/diag-reports/{name.removeprefix('diag-report-')}.sock"], name

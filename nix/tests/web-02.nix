@@ -40,6 +40,12 @@ pkgs.testers.runNixOSTest {
         authorizedKeys = [ sshKeys.snakeOilPublicKey ];
       };
 
+      # What the built-in reports look for (nix/reports.nix): each becomes a report.
+      virtualisation.podman.enable = true;
+      networking.nftables.enable = true;
+      networking.firewall.enable = true;
+      services.postgresql.enable = true;
+
       # Something for `systemctl status` to look at, named like a web-02 unit.
       systemd.services.invidious-companion = {
         wantedBy = [ "multi-user.target" ];
@@ -150,6 +156,29 @@ pkgs.testers.runNixOSTest {
         server.succeed("systemctl is-active invidious-companion.service")
         server.succeed("test -e /tmp/keep-me")
         server.fail("test -e /tmp/diag-was-here")
+
+    with subtest("fixed reports: root-only facts by name, nothing else"):
+        server.wait_for_unit("postgresql.service")
+        server.wait_for_unit("sockets.target")
+        listing = allowed("report")
+        for name in ("containers", "disk-usage", "firewall", "listening", "postgres-activity"):
+            assert name in listing, listing
+        # sshd's listening socket is root's: only the report names its process
+        allowed("report listening", 'users:(("sshd"')
+        allowed("report containers", "NAMES")
+        allowed("report firewall", "table inet")
+        allowed("report postgres-activity", "max_connections")
+        disk = allowed("report disk-usage", "/var/lib")
+        assert PLANTED not in disk
+        status, _, err = diag("report shell")
+        assert status == 77 and "(report.unknown)" in err, err
+        status, _, err = diag("report containers inspect")
+        assert status == 77 and "(match.too-many-args)" in err, err
+        # the socket is the diag group's: another user cannot connect at all
+        server.fail(
+            "su -s /bin/sh nobody -c '${pkgs.socat}/bin/socat -u UNIX-CONNECT:/run/diag-reports/listening.sock -'"
+        )
+        server.succeed("stat -c '%a %G' /run/diag-reports/listening.sock | grep -qx '660 diag'")
 
     with subtest("no interactive shell, no pty, no forwarding"):
         status, _, _ = diag("")

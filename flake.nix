@@ -23,7 +23,14 @@
         web-02 = ./nix/hosts/web-02.nix;
       };
 
-      homeManagerModules.default = ./nix/client.nix;
+      # home-manager's current name for modules (homeManagerModules: the older one, kept)
+      homeModules.default = ./nix/client.nix;
+      homeManagerModules = self.homeModules;
+
+      # pkgs.diag-wrapper for hosts that build it from their own nixpkgs
+      overlays.default = final: _prev: {
+        diag-wrapper = final.callPackage ./nix/package.nix { };
+      };
 
       checks = forAllSystems (pkgs: {
         package = self.packages.${pkgs.stdenv.hostPlatform.system}.default;

@@ -358,59 +358,124 @@ let
 
   # ------------------------------------------------ home-manager stand-in options
 
+  # home-manager modules/programs/ssh.nix: matchBlocks is `hm.types.dagOf matchBlockModule`
+  # (a plain block is coerced to an entry with no ordering; an entry is { data, before,
+  # after }), the config is written extraOptionOverrides first, then the blocks in DAG
+  # order, then `Host *` (the built-in defaults while enableDefaultConfig, 25.05+).
+  isDagEntry = e: builtins.isAttrs e && e ? data && e ? before && e ? after;
+  matchBlockModule = types.submodule (
+    { dagName, ... }:
+    {
+      options = {
+        host = mkOption { type = types.nullOr types.str; default = dagName; };
+        hostname = mkOption { type = types.nullOr types.str; default = null; };
+        user = mkOption { type = types.nullOr types.str; default = null; };
+        port = mkOption { type = types.nullOr types.port; default = null; };
+        identityFile = mkOption {
+          type = types.either (types.listOf types.str) (types.nullOr types.str);
+          default = [ ];
+          apply = p: if p == null then [ ] else lib.toList p;
+        };
+        certificateFile = mkOption {
+          type = types.either (types.listOf types.str) (types.nullOr types.str);
+          default = [ ];
+          apply = p: if p == null then [ ] else lib.toList p;
+        };
+        identitiesOnly = mkOption { type = types.bool; default = false; };
+        forwardAgent = mkOption { type = types.nullOr types.bool; default = null; };
+        forwardX11 = mkOption { type = types.bool; default = false; };
+        extraOptions = mkOption { type = types.attrsOf types.str; default = { }; };
+      };
+    }
+  );
+  dagEntryOf =
+    elemType:
+    let
+      entry = types.submodule (
+        { name, ... }:
+        {
+          options = {
+            data = mkOption { type = elemType; };
+            before = mkOption { type = types.listOf types.str; default = [ ]; };
+            after = mkOption { type = types.listOf types.str; default = [ ]; };
+          };
+          config.data._module.args.dagName = name; # as upstream: the block's default host
+        }
+      );
+    in
+    lib.mkOptionType {
+      name = "dagEntryOf";
+      description = "DAG entry of ${elemType.description}";
+      check = builtins.isAttrs;
+      merge = loc: defs: entry.merge loc (map (d: d // { value = if isDagEntry d.value then d.value else { data = d.value; }; }) defs);
+      getSubOptions = entry.getSubOptions;
+      getSubModules = elemType.getSubModules;
+      substSubModules = m: dagEntryOf (elemType.substSubModules m);
+    };
+  dagTopoSort =
+    dag:
+    let
+      entries = lib.mapAttrsToList (name: e: e // { inherit name; }) dag;
+      sorted = lib.toposort (a: b: lib.elem b.name a.before || lib.elem a.name b.after) entries;
+    in
+    sorted.result or (throw "dependency cycle in matchBlocks");
+  yn = b: if b then "yes" else "no";
+  sshBlockText =
+    b:
+    lib.concatStringsSep "\n" (
+      [ "Host ${b.host}" ]
+      ++ lib.optional (b.port != null) "  Port ${toString b.port}"
+      ++ lib.optional (b.forwardAgent != null) "  ForwardAgent ${yn b.forwardAgent}"
+      ++ lib.optional b.identitiesOnly "  IdentitiesOnly yes"
+      ++ lib.optional (b.user != null) "  User ${b.user}"
+      ++ lib.optional (b.hostname != null) "  HostName ${b.hostname}"
+      ++ map (f: "  IdentityFile ${f}") b.identityFile
+      ++ map (f: "  CertificateFile ${f}") b.certificateFile
+      ++ lib.mapAttrsToList (n: v: "  ${n} ${v}") b.extraOptions
+    );
+  sshConfigText =
+    cfg:
+    let
+      s = cfg.programs.ssh;
+    in
+    lib.concatStringsSep "\n" (
+      lib.mapAttrsToList (n: v: "${n} ${v}") s.extraOptionOverrides
+      ++ map (e: sshBlockText e.data) (dagTopoSort s.matchBlocks)
+      ++ [ "Host *" ]
+      ++ lib.optionals s.enableDefaultConfig [ "  ForwardAgent no" "  Compression no" ]
+      ++ map (l: "  ${l}") (lib.splitString "\n" s.extraConfig)
+    )
+    + "\n";
+
   hmStandIns = {
     options = {
       assertions = mkOption {
         type = types.listOf types.unspecified;
         default = [ ];
       };
+      warnings = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
       programs.ssh.enable = mkOption {
         type = types.bool;
         default = false;
       };
+      programs.ssh.enableDefaultConfig = mkOption {
+        type = types.bool;
+        default = true;
+      };
+      programs.ssh.extraOptionOverrides = mkOption {
+        type = types.attrsOf types.str;
+        default = { };
+      };
+      programs.ssh.extraConfig = mkOption {
+        type = types.lines;
+        default = "";
+      };
       programs.ssh.matchBlocks = mkOption {
         default = { };
-        type = types.attrsOf (
-          types.submodule (
-            { name, ... }:
-            {
-              options = {
-                host = mkOption {
-                  type = types.nullOr types.str;
-                  default = name;
-                };
-                hostname = mkOption {
-                  type = types.nullOr types.str;
-                  default = null;
-                };
-                user = mkOption {
-                  type = types.nullOr types.str;
-                  default = null;
-                };
-                port = mkOption {
-                  type = types.nullOr types.port;
-                  default = null;
-                };
-                identityFile = mkOption {
-                  type = types.either (types.listOf types.str) (types.nullOr types.str);
-                  default = [ ];
-                };
-                identitiesOnly = mkOption {
-                  type = types.bool;
-                  default = false;
-                };
-                forwardAgent = mkOption {
-                  type = types.nullOr types.bool;
-                  default = null;
-                };
-                forwardX11 = mkOption {
-                  type = types.bool;
-                  default = false;
-                };
-              };
-            }
-          )
-        );
+        type = types.attrsOf (dagEntryOf matchBlockModule);
       };
     };
   };
@@ -660,7 +725,8 @@ let
     };
   };
 
-  client =
+  evalClient =
+    modules:
     (lib.evalModules {
       modules = [
         hmStandIns
@@ -672,9 +738,24 @@ let
             hosts.extra-host.hostname = "extra.example.invalid";
           };
         }
-      ];
+      ]
+      ++ modules;
     }).config;
-  clientBlocks = lib.mapAttrs (_: b: {
+  client = evalClient [ ];
+  # a broad block sorting before web-02 by name, with its own user: ours still comes first
+  clientBroad = evalClient [
+    {
+      programs.ssh.matchBlocks."a-web-*" = { host = "web-* extra-*"; user = "alice"; };
+      programs.ssh.matchBlocks.other = { host = "* !web-02 !web-02.cloonar.com !extra-host !extra.example.invalid"; identityFile = "~/.ssh/id_personal"; };
+    }
+  ];
+  # an identity in a block that matches web-02: ssh would add it; the module refuses
+  clientLeakyStar = evalClient [ { programs.ssh.matchBlocks."*" = { identityFile = "~/.ssh/id_personal"; }; } ];
+  clientLeakyWeb = evalClient [ { programs.ssh.matchBlocks.webs = { host = "web-0?"; certificateFile = "~/.ssh/c.pub"; }; } ];
+  clientLeakyGlobal = evalClient [ { programs.ssh.extraOptionOverrides.IdentityFile = "~/.ssh/id_personal"; } ];
+  clientLeakyExtra = evalClient [ { programs.ssh.extraConfig = "  identityfile ~/.ssh/id_personal"; } ];
+  clientFailed = c: map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
+  clientBlocks = lib.mapAttrs (_: e: let b = e.data; in {
     inherit (b)
       host
       hostname
@@ -899,7 +980,7 @@ let
         host = "web-02";
         hostname = "web-02.cloonar.com";
         user = "diag";
-        identityFile = "/run/secrets/diag-ssh-key-for-tests";
+        identityFile = [ "/run/secrets/diag-ssh-key-for-tests" ];
         identitiesOnly = true;
         forwardAgent = false;
         port = null;
@@ -907,6 +988,15 @@ let
     "client: extra hosts get the same treatment" =
       clientBlocks.extra-host.user == "diag" && clientBlocks.extra-host.identitiesOnly && clientBlocks.extra-host.hostname == "extra.example.invalid";
     "client: ssh enabled" = client.programs.ssh.enable;
+    "client: no agent for the diag hosts" = client.programs.ssh.matchBlocks.web-02.data.extraOptions.IdentityAgent == "none";
+    "client: the default config is opted out of (no home-manager warning)" = !client.programs.ssh.enableDefaultConfig;
+    "client: diag blocks come before every other block" =
+      map (e: e.name) (dagTopoSort clientBroad.programs.ssh.matchBlocks) == [ "extra-host" "web-02" "a-web-*" "other" ];
+    "client: a block excluding the diag hosts may keep its identity" = clientFailed clientBroad == [ ];
+    "client: Host * with an IdentityFile is refused" = mentions "IdentityFile or CertificateFile" (clientFailed clientLeakyStar);
+    "client: a pattern matching web-02 with a certificate is refused" = mentions "webs" (clientFailed clientLeakyWeb);
+    "client: a global IdentityFile is refused" = mentions "every host" (clientFailed clientLeakyGlobal);
+    "client: an IdentityFile in extraConfig is refused" = mentions "every host" (clientFailed clientLeakyExtra);
   };
 
   failures = builtins.attrNames (lib.filterAttrs (_: ok: !ok) checks);
@@ -934,5 +1024,11 @@ in
       ;
     badDeny = badDenyResults;
     inherit clientBlocks;
+    leakyStarFailed = clientFailed clientLeakyStar;
+    leakyStarBlocks = lib.mapAttrs (_: e: { inherit (e.data) host identityFile; }) clientLeakyStar.programs.ssh.matchBlocks;
+    sshConfigs = {
+      broad = sshConfigText clientBroad;
+      leakyStar = sshConfigText clientLeakyStar;
+    };
   };
 }

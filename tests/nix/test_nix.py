@@ -268,3 +268,36 @@ def test_every_report_unit_is_hardened_the_same_way(harness: dict) -> None:
     for name, s in units["sockets"].items():
         assert s["socketConfig"]["SocketMode"] == "0660" and s["socketConfig"]["SocketGroup"] == "diag", name
         assert s["listenStreams"] == [f"/run/diag-reports/{name.removeprefix('diag-report-')}.sock"], name
+
+
+def _ssh_g(config: str, host: str, tmp_path: Path) -> dict[str, list[str]]:
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(config)
+    r = subprocess.run(["ssh", "-G", "-F", str(cfg), host], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    out: dict[str, list[str]] = {}
+    for line in r.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
+def test_real_ssh_offers_web02_only_the_diag_key(harness: dict, tmp_path: Path) -> None:
+    # The client module's blocks, written as home-manager writes them, read by the real ssh:
+    # ours come first (User diag wins over a broad `web-*` block) and the only identity is
+    # the diag key, while a block excluding the diag hosts keeps its own key for others.
+    broad = harness["scenarios"]["sshConfigs"]["broad"]
+    g = _ssh_g(broad, "web-02", tmp_path)
+    assert g["user"] == ["diag"] and g["identitiesonly"] == ["yes"] and g["identityagent"] == ["none"]
+    assert g["identityfile"] == ["/run/secrets/diag-ssh-key-for-tests"]
+    other = _ssh_g(broad, "web-03", tmp_path)
+    assert other["user"] == ["alice"] and other["identityfile"][0].endswith("/.ssh/id_personal")
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
+def test_real_ssh_accumulates_identities_which_is_why_the_module_refuses_them(harness: dict, tmp_path: Path) -> None:
+    # What the assertion prevents: with `Host *` setting an IdentityFile, ssh offers both.
+    g = _ssh_g(harness["scenarios"]["sshConfigs"]["leakyStar"], "web-02", tmp_path)
+    assert g["identityfile"][0] == "/run/secrets/diag-ssh-key-for-tests" and len(g["identityfile"]) == 2
+    assert harness["scenarios"]["leakyStarFailed"], "the module must refuse this configuration"

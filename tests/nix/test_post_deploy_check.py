@@ -14,11 +14,14 @@ SECRET = "TOPSECRET-c0ffee"
 
 # A fake `ssh`: `-G HOST` prints client config; otherwise the last argument is
 # the remote command. MODE=good refuses like the wrapper; MODE=leaky lets
-# `cat` through; MODE=personal routes to the wrong user.
+# `cat` through; MODE=personal routes to the wrong user; MODE=twokeys lists a
+# second identity file (an IdentityFile in `Host *`).
 FAKE_SSH = r"""#!/usr/bin/env bash
 if [ "$1" = -G ]; then
     if [ "$MODE" = personal ]; then echo "user alice"; echo "identitiesonly no"
     else echo "hostname web-02.cloonar.com"; echo "user diag"; echo "identitiesonly yes"; fi
+    echo "identityfile /keys/diag"
+    if [ "$MODE" = twokeys ]; then echo "identityfile /home/a/.ssh/id_personal"; fi
     exit 0
 fi
 cmd="${@: -1}"
@@ -83,3 +86,16 @@ def test_options(fake) -> None:
 
 def test_usage(fake) -> None:
     assert fake("good", "a", "b").returncode == 2
+
+
+def test_fails_when_ssh_would_offer_another_identity_too(fake) -> None:
+    r = fake("twokeys")
+    assert r.returncode == 1
+    assert "FAIL  client: web-02 -> identity files: /keys/diag /home/a/.ssh/id_personal" in r.stdout
+
+
+def test_the_identity_must_be_the_diag_key_when_named(fake) -> None:
+    assert fake("good", "-k", "/keys/diag").returncode == 0
+    r = fake("good", "-k", "/keys/other")
+    assert r.returncode == 1 and "want exactly /keys/other" in r.stdout
+    assert "PASS  client: web-02 -> the one identity /keys/diag" in fake("good").stdout

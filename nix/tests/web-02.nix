@@ -3,9 +3,11 @@
 #   nix-build nix/tests/web-02.nix            (or: nix build .#checks.x86_64-linux.web-02)
 #
 # The server imports nix/hosts/web-02.nix exactly as web-02 does, keeps its
-# SSH host key under /persist (impermanence) with /etc/ssh linking to it, and
-# has planted synapse / n8n / mautrix secrets. The client uses the nixpkgs
-# test key pair from nixos/tests/ssh-keys.nix as the "diag key".
+# SSH host key under /persist (impermanence), bind-mounted onto /etc/ssh, and
+# has planted synapse / n8n / mautrix secrets; /var/lib/n8n and the host key are
+# bind mounts from /persist, as impermanence makes them. The client's ssh
+# configuration is nix/client.nix's; it uses the nixpkgs test key pair from
+# nixos/tests/ssh-keys.nix as the "diag key".
 {
   pkgs ? import <nixpkgs> { },
   diagPackage ? pkgs.callPackage ../package.nix { },
@@ -14,7 +16,32 @@
 let
   sshKeys = import "${pkgs.path}/nixos/tests/ssh-keys.nix" pkgs;
   planted = "PLANTED-SECRET-4b1d";
+  # The client's ssh configuration comes from nix/client.nix, evaluated with a stand-in
+  # for home-manager's programs.ssh (a NixOS test node has no home-manager) and written
+  # as home-manager writes ~/.ssh/config.
+  hmSsh = import ./hm-ssh.nix { inherit (pkgs) lib; };
+  clientConfig =
+    (pkgs.lib.evalModules {
+      modules = [
+        hmSsh.module
+        ../client.nix
+        {
+          programs.diagClient = {
+            enable = true;
+            identityFile = "/root/.ssh/diag";
+            hosts.server.hostname = "server";
+          };
+          # what the agent's machine has besides: a broad block with a personal key
+          programs.ssh.matchBlocks.personal = {
+            host = "* !server !web-02 !web-02.cloonar.com";
+            identityFile = "/root/.ssh/id_personal";
+          };
+        }
+      ];
+    }).config;
+  failedClientAssertions = map (a: a.message) (pkgs.lib.filter (a: !a.assertion) clientConfig.assertions);
 in
+assert failedClientAssertions == [ ];
 pkgs.testers.runNixOSTest {
   name = "diag-wrapper-web-02";
 
@@ -56,11 +83,9 @@ pkgs.testers.runNixOSTest {
   nodes.client =
     { ... }:
     {
-      programs.ssh.extraConfig = ''
+      # nix/client.nix's blocks (diag first, only the diag key), then the test's own options
+      programs.ssh.extraConfig = hmSsh.sshConfigText clientConfig + ''
         Host server
-          User diag
-          IdentityFile /root/.ssh/diag
-          IdentitiesOnly yes
           StrictHostKeyChecking no
           UserKnownHostsFile /dev/null
           BatchMode yes
@@ -87,9 +112,13 @@ pkgs.testers.runNixOSTest {
         f"echo 'as_token: {PLANTED}' > /var/lib/mautrix-whatsapp/config.yaml",
         # world-readable on purpose: only the wrapper may stand in the way
         "chmod -R a+rX /var/lib/matrix-synapse /var/lib/n8n /var/lib/mautrix-whatsapp",
-        "cp -a /var/lib/n8n /persist/var/lib/n8n",
+        # impermanence as the module does it: the persisted directory bind-mounted into place,
+        # and the host key bind-mounted onto its /etc/ssh name
+        "mv /var/lib/n8n /persist/var/lib/n8n && install -d -m 700 /var/lib/n8n",
+        "mount --bind /persist/var/lib/n8n /var/lib/n8n",
         "test -f /persist/etc/ssh/ssh_host_ed25519_key",
-        "ln -sfn /persist/etc/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key",
+        "touch /etc/ssh/ssh_host_ed25519_key && mount --bind /persist/etc/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key",
+        "findmnt /var/lib/n8n && findmnt /etc/ssh/ssh_host_ed25519_key",
         "touch /tmp/keep-me",
     )
     # the planted files are readable by diag at the file-system level
@@ -100,6 +129,9 @@ pkgs.testers.runNixOSTest {
         "install -D -m 600 ${sshKeys.snakeOilPrivateKey} /root/.ssh/diag",
     )
     client.wait_until_succeeds("ssh server help", timeout=120)
+    # nix/client.nix: the only identity offered to the diag host is the diag key
+    ids = [l.split(" ", 1)[1] for l in client.succeed("ssh -G server").splitlines() if l.startswith("identityfile ")]
+    assert ids == ["/root/.ssh/diag"], ids
 
 
     def diag(command):

@@ -31,6 +31,7 @@ MAX_FRAME = 1 << 16  # payload bytes of one frame
 EXIT_TIMEOUT, EXIT_CUT = 124, 141  # as the supervisor's own (supervise.py)
 EXIT_INCOMPLETE = 75  # EX_TEMPFAIL: the reply ended before the collector's end; try again
 EXIT_MALFORMED = 70  # EX_SOFTWARE: what came back is not a report
+PEER_UID = 0  # who must listen on a report's socket: systemd, as root
 
 
 def frame(kind: bytes, payload: bytes = b"") -> bytes:
@@ -55,7 +56,7 @@ def connect(p: Plan) -> Plan:
         s.shutdown(socket.SHUT_WR)
         s.settimeout(None)
         uid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
-        if uid != 0:
+        if uid != PEER_UID:
             s.close()
             raise Deny("report.refused", f"report {name}: {path} is not root's socket (its listener is uid {uid});"
                        " nothing was read from it", p.rule)

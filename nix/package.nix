@@ -30,6 +30,8 @@ ps.buildPythonApplication {
       ../policy
       (fs.maybeMissing ../tests)
       (fs.maybeMissing ../README.md)
+      # tests/test_incidents.py replays docs/incidents.md's transcripts
+      (fs.maybeMissing ../docs)
       # tests/test_bashlex_cache.py regenerates the shipped tables with it and compares
       (fs.maybeMissing ../scripts/gen_bashlex_tables.py)
     ];

@@ -9,11 +9,37 @@ the one the shipped policy makes, on any machine.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
+from diag_wrapper.deny import RealHost
 from diag_wrapper.policy import Policy, load
+
+# Who owns / as this process sees it: root on a host; the overflow uid (65534) in a build
+# sandbox's user namespace, where root's directories are nobody's that is mapped.
+ROOT_AS_SEEN = os.lstat("/").st_uid
+
+
+class RootAbove(RealHost):
+    """This host, with ``base`` and the directories above it reported as root's where they
+    are the overflow uid's or this (non-root) user's: in a build sandbox the tests run as an
+    unprivileged user in its own directories, below root's shown as nobody's, so without
+    this every name would be unstable there (only root may be able to change what a name
+    reaches), while the suite run as root sees these directories as root's anyway."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.base = base.rstrip("/") + "/"
+
+    def lstat(self, p: str) -> os.stat_result:
+        st = super().lstat(p)
+        if st.st_uid in {ROOT_AS_SEEN, os.geteuid()} - {0} and self.base.startswith(p.rstrip("/") + "/"):
+            fields = list(st)
+            fields[stat.ST_UID] = 0
+            return os.stat_result(fields)
+        return st
 
 REPO = Path(__file__).resolve().parent.parent
 POLICY_DIR = REPO / "policy"

@@ -5,6 +5,7 @@ denied matches left out with a note, and refused where the value is not a path."
 from __future__ import annotations
 
 import os
+import sys
 import shutil
 import subprocess
 
@@ -13,6 +14,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from diag_wrapper.deny import MAX_GLOB, RealHost, expand_glob
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import RootAbove  # noqa: E402
 from diag_wrapper.model import ALLOW, DENY, Deny
 from diag_wrapper.parse import parse_words
 from diag_wrapper.plan import plan
@@ -126,7 +130,7 @@ def test_a_glob_in_a_path_value_is_expanded_and_each_path_checked(tree):
 
 def test_a_denied_match_is_left_out_and_said(tree):
     root, pol = tree
-    p = plan(f"du -sh {root}/lib/*".encode(), pol)
+    p = plan(f"du -sh {root}/lib/*".encode(), pol, RootAbove(f"{root}/lib"))
     assert p.decision == ALLOW, p.reason
     assert p.argv == ("du", "-sh", f"{root}/lib/app", f"{root}/lib/cache")
     assert p.notes == (f"note: {root}/lib/* left out 1 denied match(es): {root}/lib/secretsvc",)
@@ -158,7 +162,7 @@ def test_a_glob_is_refused_where_it_would_not_be_a_path(tree, command, code):
 
 def test_an_unmatched_glob_is_passed_as_typed_like_bash(tree):
     root, pol = tree
-    p = plan(f"ls {root}/log/*.gz".encode(), pol)
+    p = plan(f"ls {root}/log/*.gz".encode(), pol, RootAbove(f"{root}/log"))
     assert p.decision == ALLOW and p.argv == ("ls", f"{root}/log/*.gz")
 
 

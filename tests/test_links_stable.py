@@ -7,6 +7,7 @@ with the property test that takes the kernel as its oracle.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ import pytest
 from diag_wrapper import execute
 from diag_wrapper.model import PathCheck, Plan as Decision
 from diag_wrapper.deny import DenyList, RealHost
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import RootAbove  # noqa: E402
 from diag_wrapper.policy import DenyEntry
 from diag_wrapper.model import Deny
 
@@ -48,7 +52,7 @@ def base(tmp_path: Path) -> Path:
 
 def _dl(base: Path, fs: RealHost | None = None) -> DenyList:
     entries = [DenyEntry(str(base / "denied"), "state"), DenyEntry(str(base / "key"), "host key")]
-    return DenyList(entries, fs or RealHost())
+    return DenyList(entries, fs or RootAbove(str(base)))
 
 
 # --------------------------------------------------------------------------- hard links
@@ -96,16 +100,16 @@ def _stable(d: DenyList, value: str) -> str:
 
 def _dir(p: Path, owner: int, mode: int) -> Path:
     p.mkdir(parents=True, exist_ok=True)
-    os.chown(p, owner, owner)
+    os.chown(p, owner, os.getegid() if owner == os.geteuid() else owner)
     p.chmod(mode)
     return p
 
 
-class HiddenParent(RealHost):
+class HiddenParent(RootAbove):
     """A directory on the way that cannot be examined (lstat fails)."""
 
     def __init__(self, hidden: str) -> None:
-        super().__init__()
+        super().__init__(hidden)
         self.hidden = hidden
 
     def lstat(self, p: str) -> os.stat_result:

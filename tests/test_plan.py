@@ -109,15 +109,19 @@ def test_decide_never_raises_on_a_broken_policy_object(web02):
 
 import os  # noqa: E402
 import stat as _stat  # noqa: E402
+import sys  # noqa: E402
 
 from diag_wrapper.deny import DenyList, RealHost  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import RootAbove  # noqa: E402
 
-class Host(RealHost):
+
+class Host(RootAbove):
     """This host, but ``loose`` looks owned by another user and user namespaces may be off."""
 
     def __init__(self, loose: str, userns: str | None = None) -> None:
-        super().__init__()
+        super().__init__(loose)
         self.loose, self._userns = loose, userns
 
     def lstat(self, p: str) -> os.stat_result:

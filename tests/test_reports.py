@@ -177,7 +177,8 @@ def _report_plan(path: str, name: str = "t") -> Plan:
                 exec_argv=("python", name, path), connect=2)
 
 
-def test_connect_hands_over_the_descriptor_and_sends_nothing(tmp_path):
+def test_connect_hands_over_the_descriptor_and_sends_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "PEER_UID", os.getuid())  # the listener is this test (tests/root: another uid)
     path = str(tmp_path / "s.sock")
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)

@@ -155,18 +155,82 @@ let
   groupAllowed = allowGroups == null || lib.any (p: lib.any (g: matchesName g p) diagGroups) allowGroups;
   groupDenied = denyGroups != null && lib.any (p: lib.any (g: matchesName g p) diagGroups) denyGroups;
 
+  # --- the deny list from the host itself (ADR "derived deny list"): every service's
+  # StateDirectory=, CacheDirectory= (and their /var/lib/private, /var/cache/private forms
+  # under DynamicUser) and RuntimeDirectory=, and every path impermanence persists under
+  # /var/lib or /var/cache, each with its twin under every persistence root. Not
+  # LogsDirectory= (the logs are what the agent reads), nor ConfigurationDirectory=.
+  persistence = lib.filterAttrs (_: p: p.enable or true) (config.environment.persistence or { });
+  persistRoots = lib.unique (lib.mapAttrsToList (name: p: p.persistentStoragePath or name) persistence);
+  dirsOf = v: lib.concatMap (w: lib.splitString ":" w) (lib.concatMap words (lib.toList v));
+  serviceEntries = lib.concatLists (
+    lib.mapAttrsToList (
+      unit: s:
+      let
+        c = s.serviceConfig or { };
+        dynamic = c.DynamicUser or false;
+        entries =
+          key: base: private:
+          lib.concatMap (
+            d:
+            [
+              {
+                path = "${base}/${d}";
+                why = "${key} of ${unit}.service";
+              }
+            ]
+            ++ lib.optional (dynamic && private != null) {
+              path = "${private}/${d}";
+              why = "${key} of ${unit}.service (DynamicUser)";
+            }
+          ) (dirsOf (c.${key} or [ ]));
+      in
+      entries "StateDirectory" "/var/lib" "/var/lib/private"
+      ++ entries "CacheDirectory" "/var/cache" "/var/cache/private"
+      ++ entries "RuntimeDirectory" "/run" null
+    ) config.systemd.services
+  );
+  isStatePath = p: lib.hasPrefix "/var/lib/" p || lib.hasPrefix "/var/cache/" p;
+  persistedEntries = lib.concatLists (
+    lib.mapAttrsToList (
+      name: p:
+      map (path: {
+        inherit path;
+        why = "persisted by environment.persistence.\"${name}\"";
+      }) (lib.filter isStatePath (map (d: d.directory or d) (p.directories or [ ]) ++ map (f: f.file or f) (p.files or [ ])))
+    ) persistence
+  );
+  twins =
+    e:
+    [ e ]
+    ++ lib.optionals (lib.hasPrefix "/var/" e.path) (
+      map (root: {
+        path = root + e.path;
+        why = "${e.why}, its copy under ${root}";
+      }) persistRoots
+    );
+  derivedDeny = lib.filter (e: isValidDenyPath e.path && !(lib.elem e.path cfg.readableStateDirectories)) (
+    lib.concatMap twins (serviceEntries ++ persistedEntries)
+  );
+  # one entry per path (listToAttrs keeps the first reason), ordered by path
+  dedupe = entries: builtins.attrValues (builtins.listToAttrs (map (e: lib.nameValuePair e.path e) entries));
+  denyEntries =
+    map (p: {
+      path = p;
+      why = "services.diag.extraDenyPaths";
+    }) cfg.extraDenyPaths
+    ++ lib.optionals cfg.denyStateDirectories (dedupe derivedDeny);
+
   policyValue = {
     include = [ cfg.hostPolicy ];
     settings = {
       search_path = [ cfg.searchPath ];
     }
-    // lib.optionalAttrs (cfg.sandbox != null) { inherit (cfg) sandbox; };
+    // lib.optionalAttrs (cfg.sandbox != null) { inherit (cfg) sandbox; }
+    // lib.optionalAttrs (persistRoots != [ ]) { persist_roots = persistRoots; };
   }
-  // lib.optionalAttrs (cfg.extraDenyPaths != [ ]) {
-    deny = map (p: {
-      path = p;
-      why = "services.diag.extraDenyPaths";
-    }) cfg.extraDenyPaths;
+  // lib.optionalAttrs (denyEntries != [ ]) {
+    deny = denyEntries;
   }
   // lib.optionalAttrs (cfg.extraCommands != { }) {
     commands = cfg.extraCommands;
@@ -322,6 +386,37 @@ in
         kernel `security.unprivilegedUsernsClone = true`; the sysctls
         `user.max_user_namespaces` and `kernel.unprivileged_userns_clone`
         must not be 0.
+      '';
+    };
+
+    denyStateDirectories = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Deny, from the host's own configuration, every systemd service's
+        StateDirectory=, CacheDirectory= (with their DynamicUser `private/`
+        forms) and RuntimeDirectory=, and every path environment.persistence
+        persists under /var/lib or /var/cache, each with its twin under every
+        persistence root; the rendered policy gives each entry's origin. A
+        service added later is covered without editing a list.
+      '';
+    };
+
+    readableStateDirectories = mkOption {
+      type = types.listOf types.str;
+      default = [
+        # sockets the allowed commands talk through (systemctl over D-Bus, getent
+        # through nscd, resolvectl and networkctl), and no secret in them
+        "/run/dbus"
+        "/run/nscd"
+        "/run/systemd/resolve"
+        "/run/systemd/netif"
+      ];
+      example = [ "/var/lib/nixos" ];
+      description = ''
+        Derived deny entries to leave out deliberately (exact paths, e.g. a
+        state directory that holds nothing secret and that the agent needs).
+        Entries of the base policy and extraDenyPaths are not affected.
       '';
     };
 

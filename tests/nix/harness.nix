@@ -188,6 +188,29 @@ let
             };
           });
         };
+        # nix-community/impermanence: environment.persistence.<root>, directories and
+        # files given as strings or as { directory; } / { file; } (coerced to those)
+        environment.persistence = mkOption {
+          default = { };
+          type = types.attrsOf (types.submodule ({ name, ... }: {
+            options = {
+              enable = mkOption { type = types.bool; default = true; };
+              persistentStoragePath = mkOption { type = types.str; default = name; };
+              directories = mkOption {
+                type = types.listOf (types.coercedTo types.str (d: { directory = d; }) (types.submodule {
+                  options.directory = mkOption { type = types.str; };
+                }));
+                default = [ ];
+              };
+              files = mkOption {
+                type = types.listOf (types.coercedTo types.str (f: { file = f; }) (types.submodule {
+                  options.file = mkOption { type = types.str; };
+                }));
+                default = [ ];
+              };
+            };
+          }));
+        };
         # what the built-in reports look at (virtualisation/podman, networking/nftables,
         # databases/postgresql, databases/redis)
         virtualisation.podman.enable = mkOption { type = types.bool; default = false; };
@@ -457,6 +480,21 @@ let
 
   # what web-02 runs, as far as the built-in reports look
   web02Host = {
+    # web-02's services as their nixpkgs modules declare their directories
+    systemd.services = {
+      matrix-synapse.serviceConfig = { StateDirectory = "matrix-synapse"; RuntimeDirectory = "matrix-synapse"; };
+      mautrix-telegram.serviceConfig.StateDirectory = "mautrix-telegram";
+      matrix-authentication-service.serviceConfig.StateDirectory = "matrix-authentication-service";
+      n8n.serviceConfig = { DynamicUser = true; StateDirectory = "n8n"; CacheDirectory = "n8n"; };
+      zammad-web.serviceConfig.StateDirectory = "zammad";
+      postgresql.serviceConfig = { StateDirectory = "postgresql postgresql/17"; RuntimeDirectory = "postgresql"; };
+      redis-zammad.serviceConfig = { StateDirectory = "redis-zammad"; RuntimeDirectory = "redis-zammad"; };
+      nginx.serviceConfig = { LogsDirectory = "nginx"; ConfigurationDirectory = "nginx"; CacheDirectory = "nginx"; };
+      nscd.serviceConfig.RuntimeDirectory = "nscd";
+      acme-example.serviceConfig = { StateDirectory = "acme/example.org:acme/.lego/example.org"; };
+    };
+    environment.persistence."/persist".directories = [ "/var/lib" "/var/log" { directory = "/var/lib/containers"; } ];
+    environment.persistence."/persist".files = [ "/etc/machine-id" "/var/lib/dbus/machine-id" ];
     virtualisation.podman.enable = true;
     networking.nftables.enable = true;
     services.postgresql.enable = true;
@@ -792,14 +830,42 @@ let
     "web-02: no assertion fails" = web02.failedAssertions == [ ];
     "web-02: uses the web-02 policy from the package" =
       web02.hostPolicy == "${storePrefix}/share/diag-wrapper/policy/web-02.toml";
-    "web-02: deny entries for its services, also under /persist" = lib.all (p: lib.elem p web02Deny && lib.elem "/persist${p}" web02Deny) [
+    "web-02: deny entries derived from its services, also under /persist" = lib.all (p: lib.elem p web02Deny && lib.elem "/persist${p}" web02Deny) [
       "/var/lib/matrix-synapse"
-      "/var/lib/mautrix-*"
+      "/var/lib/mautrix-telegram"
       "/var/lib/matrix-authentication-service"
       "/var/lib/n8n"
+      "/var/lib/private/n8n"
+      "/var/cache/n8n"
+      "/var/cache/private/n8n"
       "/var/lib/zammad"
+      "/var/lib/postgresql"
+      "/var/lib/postgresql/17"
+      "/var/lib/redis-zammad"
+      "/var/lib/acme/example.org"
+      "/var/lib/acme/.lego/example.org"
+      "/var/lib/containers"
+      "/var/lib/dbus/machine-id"
+      "/var/cache/nginx"
     ];
-    "web-02: /persist SSH host keys denied" = lib.elem "/persist/etc/ssh/ssh_host_*_key" web02Deny;
+    "web-02: runtime directories denied, not under /persist" =
+      lib.all (p: lib.elem p web02Deny && !(lib.elem "/persist${p}" web02Deny)) [ "/run/matrix-synapse" "/run/postgresql" "/run/redis-zammad" ];
+    "web-02: logs, configuration, /var/lib itself and the sockets commands use stay readable" =
+      lib.all (p: !(lib.elem p web02Deny)) [ "/var/log/nginx" "/etc/nginx" "/var/lib" "/var/log" "/persist/var/lib" "/run/nscd" ];
+    "web-02: each derived entry says where it came from" =
+      let w = p: (lib.findFirst (d: d.path == p) { why = ""; } web02.policyValue.deny).why; in
+      w "/var/lib/private/n8n" == "StateDirectory of n8n.service (DynamicUser)"
+      && w "/persist/var/lib/zammad" == "StateDirectory of zammad-web.service, its copy under /persist"
+      && w "/var/lib/containers" == "persisted by environment.persistence.\"/persist\"";
+    "web-02: the persistence roots reach the policy" = web02.policyValue.settings.persist_roots == [ "/persist" ];
+    "web-02: no hand-written deny entries in the host file (policy/web-02.toml has them)" =
+      !(lib.any (d: d.why == "services.diag.extraDenyPaths") web02.policyValue.deny);
+    "deny: an operator opens a derived entry deliberately" =
+      let c = summary (evalNixos [ base web02Host { services.diag.readableStateDirectories = [ "/var/lib/zammad" ]; } ]);
+          ps = map (d: d.path) c.policyValue.deny; in
+      !(lib.elem "/var/lib/zammad" ps) && lib.elem "/persist/var/lib/zammad" ps && lib.elem "/var/lib/n8n" ps;
+    "deny: off, nothing derived" =
+      ((summary (evalNixos [ base web02Host { services.diag.denyStateDirectories = false; } ])).policyValue.deny or [ ]) == [ ];
     "web-02: built-in reports for what the host runs" =
       builtins.attrNames web02Reports == [ "containers" "disk-usage" "firewall" "listening" "postgres-activity" "redis-info" ];
     "reports: a host without podman, nftables, databases gets listening and disk-usage" =

@@ -129,6 +129,10 @@ WEB02_DENIED = [
     "cat /var/lib/zammad/config/database.yml",
     "cat /persist/etc/ssh/ssh_host_ed25519_key",
     "cat /etc/ssh/ssh_host_ed25519_key",
+    # derived from the host's services (StateDirectory=, CacheDirectory=, DynamicUser), in no list
+    "cat /var/lib/acme/.lego/example.org/certificates/example.org.key",
+    "ls /persist/var/cache/private/n8n",
+    "cat /run/redis-zammad/redis.sock",
 ]
 
 

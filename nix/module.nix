@@ -221,8 +221,13 @@ let
     }) cfg.extraDenyPaths
     ++ lib.optionals cfg.denyStateDirectories (dedupe derivedDeny);
 
+  # services.diag.policy: layers of Nix data, each rendered to a file of its own and
+  # included after the base in order (a later layer's table replaces an earlier one's
+  # of the same name; deny entries and examples of every layer concatenate).
+  layerFiles = lib.imap1 (i: layer: tomlFormat.generate "diag-wrapper-policy-layer-${toString i}.toml" layer) cfg.policy;
+
   policyValue = {
-    include = [ cfg.hostPolicy ];
+    include = [ cfg.hostPolicy ] ++ map toString layerFiles;
     settings = {
       search_path = [ cfg.searchPath ];
     }
@@ -334,6 +339,19 @@ in
         Absolute path of the base policy the rendered policy includes (the
         allowlist and the base denylist). Anything added here only widens
         the denylist; it cannot remove an entry of the included policy.
+      '';
+    };
+
+    policy = mkOption {
+      type = types.listOf tomlFormat.type;
+      default = [ ];
+      example = lib.literalExpression "[ (import ./hosts/web-02-policy.nix) ]";
+      description = ''
+        Policy layers as Nix data, in the policy format (`deny`, `services`,
+        `commands`, `instead`, `examples`, ...), stacked in order on
+        `hostPolicy`: a host's own content comes from its configuration, so a
+        new host needs no new build of the package. Deny entries of all layers
+        concatenate; no layer can remove one.
       '';
     };
 

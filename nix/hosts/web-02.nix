@@ -8,7 +8,7 @@
 #
 # No new secret: only the public key is referenced, the private key already
 # exists on the agent's host.
-{ config, ... }:
+{ ... }:
 
 {
   imports = [ ../module.nix ];
@@ -16,15 +16,16 @@
   services.diag = {
     enable = true;
 
-    # policy/web-02.toml: the fleet policy plus web-02's entries, with
-    # examples that `diag-wrapper lint` checks.
-    hostPolicy = "${config.services.diag.package}/share/diag-wrapper/policy/web-02.toml";
+    # The fleet policy the package ships (hostPolicy's default), then web-02's
+    # own layer from this configuration: its deny entries, service recipes,
+    # [instead] and examples (policy/web-02.toml is the same, rendered).
+    policy = [ (import ./web-02-policy.nix) ];
 
     # web-02 holds the most secrets and runs NixOS with unprivileged user
     # namespaces: nothing runs unless the kernel wall is up.
     sandbox = "required";
 
-    # web-02's hand-written deny entries are in policy/web-02.toml only. On top
+    # web-02's hand-written deny entries are in web-02-policy.nix only. On top
     # of them the module derives entries from this host's own configuration
     # (services.diag.denyStateDirectories): every service's StateDirectory=,
     # CacheDirectory=, RuntimeDirectory= (synapse, the mautrix bridges, MAS,

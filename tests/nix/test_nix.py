@@ -94,9 +94,14 @@ def test_malformed_deny_paths_each_name_the_entry(harness: dict) -> None:
         assert any(r["path"] in m for m in r["failed"]), r
 
 
-def _policy_for_repo(text: str, tmp_path: Path) -> Path:
-    """The rendered policy, with the stub store path replaced by the repo's policy/."""
+def _policy_for_repo(text: str, tmp_path: Path, layers: list | None = None) -> Path:
+    """The rendered policy, with the stub store path replaced by the repo's policy/, and the
+    layer files (services.diag.policy) written out where it includes them."""
     text = text.replace(f"{STUB_STORE}/share/diag-wrapper/policy", str(REPO / "policy"))
+    for i, layer in enumerate(layers or []):
+        f = tmp_path / f"layer-{i}.toml"
+        f.write_text(layer["text"])
+        text = text.replace(layer["path"], str(f))
     p = tmp_path / "policy.toml"
     p.write_text(text)
     return p
@@ -112,7 +117,7 @@ def test_rendered_policy_loads_with_the_real_loader(harness: dict, tmp_path: Pat
     _needs_policy(base)
     policy = pytest.importorskip("diag_wrapper.policy")
     s = harness["scenarios"][scenario]
-    loaded = policy.load(str(_policy_for_repo(s["policyText"], tmp_path)))
+    loaded = policy.load(str(_policy_for_repo(s["policyText"], tmp_path, s["layers"])))
     paths = [d.path for d in loaded.deny]
     for extra in s["policyValue"].get("deny", []):
         assert extra["path"] in paths
@@ -140,7 +145,7 @@ WEB02_DENIED = [
 def test_web02_rendered_policy_denies_the_secrets(harness: dict, tmp_path: Path, command: str) -> None:
     _needs_policy("web-02.toml")
     pytest.importorskip("diag_wrapper.cli")
-    p = _policy_for_repo(harness["scenarios"]["web02"]["policyText"], tmp_path)
+    p = _policy_for_repo(harness["scenarios"]["web02"]["policyText"], tmp_path, harness["scenarios"]["web02"]["layers"])
     r = subprocess.run(
         [sys.executable, "-m", "diag_wrapper", "check", "--policy", str(p), "--json", "--", command],
         capture_output=True,
@@ -249,6 +254,23 @@ def test_a_pinned_keys_line_is_valid_with_its_from(harness: dict, tmp_path: Path
     ak.write_text(line + "\n")
     r = subprocess.run(["ssh-keygen", "-l", "-f", str(ak)], capture_output=True, text=True)
     assert r.returncode == 0 and "ED25519" in r.stdout, r.stderr
+
+
+def test_policy_web02_toml_is_the_rendering_of_the_nix_layer(harness: dict) -> None:
+    # one source: nix/hosts/web-02-policy.nix; policy/web-02.toml is written from it
+    # (scripts/render-host-policy), so the package's example and the host cannot drift
+    assert (REPO / "policy" / "web-02.toml").read_text() == harness["scenarios"]["web02PolicyToml"]
+
+
+def test_the_layered_rendering_loads_to_the_same_policy_as_web02_toml(harness: dict, tmp_path: Path) -> None:
+    policy = pytest.importorskip("diag_wrapper.policy")
+    s = harness["scenarios"]["web02"]
+    layered = policy.load(str(_policy_for_repo(s["policyText"], tmp_path, s["layers"])))
+    shipped = policy.load(str(REPO / "policy" / "web-02.toml"))
+    same = ("commands", "filters", "services", "instead", "reports", "redact")
+    assert all(getattr(layered, f) == getattr(shipped, f) for f in same)
+    assert {e.path for e in shipped.deny} <= {e.path for e in layered.deny}  # plus the derived entries
+    assert [e.command for e in layered.examples] == [e.command for e in shipped.examples]
 
 
 def test_web02_reports_in_the_policy_are_what_the_module_renders(harness: dict) -> None:

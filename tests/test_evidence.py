@@ -268,7 +268,25 @@ DENIED = [
     ("tracepath -m 255 192.0.2.1", "match.bad-value"),
     ("tracepath -l 65000 192.0.2.1", "match.unknown-option"),
     ("tracepath", "match.too-few-args"),
+    # the new nix CLI: realises what the store lacks, takes a non-store path for a flake
+    ("nix path-info -S /run/current-system", "match.unknown-command"),
+    ("nix store diff-closures /nix/var/nix/profiles/system-1-link /nix/var/nix/profiles/system-2-link",
+     "match.unknown-command"),
+    ("nix-store -q --references 'nixpkgs#hello'", "match.bad-value"),
+    ("nix-store -q --references nixpkgs#hello", "parse.comment"),
+    ("nix-store --realise /nix/store/00000000000000000000000000000000-x.drv", "match.unknown-option"),
 ]
+
+
+@pytest.mark.parametrize("command,hint", [
+    ("nix path-info -S /run/current-system", "nix-store -q --closure-size /run/current-system"),
+    ("nix store diff-closures /nix/var/nix/profiles/system-1-link /nix/var/nix/profiles/system-2-link",
+     "nix-store -q --requisites /run/current-system"),
+])
+def test_the_new_nix_cli_is_refused_with_the_nix_store_query_instead(web02, command, hint):
+    p = plan(command.encode(), web02)
+    assert p.decision == DENY and f"; instead: {hint}" in p.reason
+    assert plan(hint.encode(), web02).decision == ALLOW
 
 
 @pytest.mark.parametrize("command,code", DENIED)

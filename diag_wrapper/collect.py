@@ -12,7 +12,8 @@ only), frames what it prints (report.py) and ends the reply with how it ended:
 * ``cut``: at ``--max-output`` bytes of standard output the group is killed.
 
 Its standard error goes to the client too (E frames), the first :data:`MAX_STDERR` bytes.
-When the client goes away the group is killed and the run ends. Each run writes one line
+When the client goes away (its end of the connection hangs up: noticed at once, also while
+the command prints nothing) the group is killed and the run ends. Each run writes one line
 to its own standard error (the unit's journal): which user asked (the connection's
 ``SO_PEERCRED``) and how it ended. The unit's ``RuntimeMaxSec`` backs the time limit up.
 """
@@ -70,8 +71,9 @@ def _send(kind: bytes, data: bytes = b"") -> None:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the group, SIGKILL after GRACE; then SIGKILL to what is left of it."""
-    for sig, wait in ((signal.SIGTERM, GRACE), (signal.SIGKILL, None)):
+    """SIGTERM to the group, SIGKILL after GRACE; a command that SIGKILL does not end (stuck
+    in the kernel, on a hung mount) is left to the unit's RuntimeMaxSec and KillMode."""
+    for sig, wait in ((signal.SIGTERM, GRACE), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -99,16 +101,23 @@ def run(name: str, timeout: int, max_output: int, command: list[str]) -> tuple[s
     poller = select.poll()
     for fd in kinds:
         poller.register(fd, select.POLLIN)
+    poller.register(1, 0)  # the client, who never sends: POLLHUP or POLLERR when it is gone
     deadline = time.monotonic() + timeout
     sent = errs = 0
     reason = None
     try:
-        while kinds and reason is None:
+        while reason is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 reason = "timeout"
                 break
-            for fd, _ in poller.poll(left * 1000):
+            if not kinds and proc.poll() is not None:
+                break
+            for fd, ev in poller.poll(min(left, 0.2 if not kinds else left) * 1000):
+                if fd == 1:
+                    if ev & (select.POLLHUP | select.POLLERR):
+                        raise BrokenPipeError("the client went away")
+                    continue
                 chunk = os.read(fd, MAX_FRAME)
                 if not chunk:
                     poller.unregister(fd)
@@ -128,11 +137,6 @@ def run(name: str, timeout: int, max_output: int, command: list[str]) -> tuple[s
                 else:
                     _send(DATA, chunk)
                     sent += len(chunk)
-        if reason is None:
-            try:
-                proc.wait(max(deadline - time.monotonic(), 0))
-            except subprocess.TimeoutExpired:
-                reason = "timeout"
     except (BrokenPipeError, ConnectionResetError):
         _stop(proc)
         return "client-gone", None, sent

@@ -51,7 +51,7 @@ def plan(raw: bytes, policy: Policy, host: Host | None = None) -> Plan:
                 return Plan(HELP, "help", "reports listed", raw, rule="report", argv=argv)
             if globs:
                 raise Deny("parse.glob", "a report is named in full; 'report' lists them", "report")
-            p = _in_stage(1, stages, lambda: _report(raw, argv, policy, host))
+            p = _in_stage(1, stages, lambda: _report(raw, argv, policy))
         else:
             p = _in_stage(1, stages, lambda: _globbed(raw, argv, globs, policy, host) if globs
                           else _allowed(raw, argv, policy, host))
@@ -212,7 +212,7 @@ REPORT_STAGE = ("import sys; sys.path.insert(0, sys.argv[1]); from diag_wrapper.
 _HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where diag_wrapper is imported from
 
 
-def _report(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | None) -> Plan:
+def _report(raw: bytes, argv: tuple[str, ...], policy: Policy) -> Plan:
     """``report NAME``: the stage is report.main under this interpreter, connected (an effect) to
     the report's socket; nothing of the agent's reaches the collector but the name."""
     s = policy.settings
@@ -227,27 +227,18 @@ def _report(raw: bytes, argv: tuple[str, ...], policy: Policy, host: Host | None
     if len(argv) > 2:
         raise Deny("match.too-many-args", "a report takes no arguments: its command is fixed in the host's"
                    " configuration", rule)
-    view = host if host is not None else RealHost()
-    no_wall = _no_wall(policy, view)
+    # No kernel wall: the stage reads no path (a fixed program copying a connected socket to
+    # its stdout, no word of the agent's but the name), and its connection, which starts
+    # the collector, is made after the start record (run.py), where the wall would hide
+    # whether root is listening (SO_PEERCRED reads uid 0 as the overflow uid in it).
     layers = ["allowlist", "report"]
     reason = f"allowed by rule {rule!r}"
-    wall: tuple[str, ...] = ()
-    if no_wall and s.sandbox == "required":
-        raise Deny("sandbox.unavailable", f"the kernel wall (user + mount namespace) cannot be set up here"
-                   f" ({no_wall}) and this host's policy requires it; nothing was executed", rule)
-    if no_wall:
-        if s.sandbox == "auto":
-            layers.append("sandbox-unavailable")
-            reason += f"; kernel wall unavailable ({no_wall}), path checks only"
-    else:
-        wall = for_policy(policy, host).covers("report")
-        layers.append("sandbox")
     timeout = r.timeout + REPORT_GRACE
     exec_argv = (sys.executable, "-I", "-c", REPORT_STAGE, _HERE, argv[1], r.socket)
     return Plan(
         ALLOW, "allow", reason, raw, rule=rule, argv=argv, exec_argv=exec_argv, executable=sys.executable,
         env={"LANG": "C.UTF-8"}, timeout=timeout, max_output=min(s.max_output_bytes, r.max_output_bytes + 4096),
-        layers=tuple(layers), rlimits=rlimits(policy, None, timeout), wall=wall, redact=policy.redact,
+        layers=tuple(layers), rlimits=rlimits(policy, None, timeout), redact=policy.redact,
         redact_max_line=policy.redact_max_line, connect=len(exec_argv) - 1,
     )
 

@@ -7,10 +7,11 @@ the report's service, which runs the command through ``diag-wrapper collect`` (c
 and reads nothing the client sends. The agent chooses only which report runs.
 
 ``report NAME`` is planned like any command (plan.py): the stage the supervisor runs is
-this module's :func:`main`, under the interpreter that runs the wrapper, in the kernel
-wall, with the command's limits, its output through the supervisor's cap and net. Before
-the wall, :func:`connect` (an effect) opens the connection and puts its descriptor in the
-stage's argv; a socket that is not there or does not answer is a deny with a code.
+this module's :func:`main`, under the interpreter that runs the wrapper, with the
+command's limits, its output through the supervisor's cap and net (no kernel wall: it
+reads no path). After the start record, :func:`connect` opens the connection and puts
+its descriptor in the stage's argv; a socket that is not there or does not answer is a
+deny with a code, in the closing record.
 
 The reply is a stream of frames, ``KIND LENGTH(4 bytes, big-endian) PAYLOAD``: ``S``
 (the collector started), ``D`` (its standard output), ``E`` (its standard error), ``X``
@@ -42,25 +43,31 @@ def frame(kind: bytes, payload: bytes = b"") -> bytes:
 def connect(p: Plan) -> Plan:
     """The effect for a report's plan: connect to its socket, hand the descriptor to the stage.
 
+    Called after the start record (run.py): the connection is what starts the collector.
     Nothing is ever sent (the write side is shut at once). ENOENT and ECONNREFUSED: the
-    report's socket unit is not running here; EACCES: this user is not in the socket's group.
-    The other end must be root's (SO_PEERCRED: systemd made the socket), or nothing is read."""
+    report's socket unit is not running here; EAGAIN: its queue is full; EACCES: this user
+    is not in the socket's group. The other end must be root's (SO_PEERCRED: systemd made
+    the socket), or nothing is read."""
     if p.connect is None:
         return p
     path = p.exec_argv[p.connect]
     name = p.rule.split(" ", 1)[1] if p.rule else "?"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        s.settimeout(5)
+        s.setblocking(False)  # AF_UNIX connects at once, or EAGAIN when the listener's queue is full
         s.connect(path)
+        s.setblocking(True)
         s.shutdown(socket.SHUT_WR)
-        s.settimeout(None)
         uid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
         if uid != PEER_UID:
             s.close()
             raise Deny("report.refused", f"report {name}: {path} is not root's socket (its listener is uid {uid});"
                        " nothing was read from it", p.rule)
-    except (FileNotFoundError, ConnectionRefusedError, socket.timeout) as exc:
+    except BlockingIOError:  # EAGAIN: its queue is full (the socket is pacing a flood)
+        s.close()
+        raise Deny("report.unavailable", f"report {name} is busy: its socket's queue is full (more requests than"
+                   " it takes at once); try again in a few seconds", p.rule) from None
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
         s.close()
         raise Deny("report.unavailable", f"report {name}: nothing answers at {path} ({_why(exc)}): its socket unit"
                    f" diag-report-{name}.socket is not running on this host (not enabled here, stopped, or"
@@ -135,6 +142,10 @@ def main(argv: list[str]) -> int:
                 return _ended(name, payload)
     except BrokenPipeError:  # the supervisor or the client went away; it reports that itself
         return 141
+    except OSError as exc:  # ECONNRESET: the socket unit was stopped with this connection queued
+        _say(name, f"the connection was reset ({exc.strerror or exc}): the report's socket was stopped or"
+             " restarted (a flood rests it, a deployment restarts it); try again in a few seconds")
+        return EXIT_INCOMPLETE
     if not started:
         _say(name, "the socket closed the connection before the collector started: the report is busy (its"
              " socket takes only a few connections at once) or resting after too many requests; try again in"
@@ -148,8 +159,10 @@ def main(argv: list[str]) -> int:
 def _ended(name: str, payload: bytes) -> int:
     try:
         end = json.loads(payload)
-        reason, status = end["reason"], int(end.get("status", 0))
-    except (ValueError, KeyError, TypeError):
+        reason, status = end["reason"], end.get("status", 0)
+        if type(status) is not int or not 0 <= status <= 255:
+            raise ValueError(status)
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
         _say(name, "the reply is not a report (a bad end frame)")
         return EXIT_MALFORMED
     if reason == "timeout":
@@ -165,7 +178,7 @@ def _ended(name: str, payload: bytes) -> int:
         return EXIT_MALFORMED
     if status:
         _say(name, f"the collector exited with status {status}; journalctl -t diag-report-{name} shows its runs")
-    return min(max(status, 0), 255)
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover - the stage runs main() through plan.REPORT_STAGE

@@ -76,10 +76,6 @@ def _effects(p: Plan, policy: Policy) -> Plan:
             raise Deny("limit.unavailable", f"the command's resource limits cannot be set ({exc}); nothing"
                        " was executed") from None
         p = open_fds(p, for_policy(policy))
-        if p.connect is not None:  # a report's socket, before the wall (nothing is sent on it)
-            from . import report  # only for a report: socket's import costs every command ~4 ms
-
-            p = report.connect(p)
     except Deny as exc:
         return refused(p, exc.code, exc.message, exc.rule)
     return _wall(p, policy.settings.sandbox)
@@ -143,6 +139,16 @@ def _finish(p: Plan, policy: Policy | None, environ: Mapping[str, str], deny_sta
             line = denial(p, None)
         _err(line)
         return deny_status
+    if p.connect is not None:  # a report: connecting starts its collector, so only now, after the record
+        from . import report  # only for a report: socket's import costs every command ~4 ms
+
+        try:
+            p = report.connect(p)
+        except Deny as exc:
+            audit.record_end(p, supervise.Outcome(EX_NOPERM, None, None, 0, 0, error=f"{exc.code}: {exc.message}"),
+                             environ, session)
+            _err(f"denied: {exc.message} [rule {p.rule}] ({exc.code})")
+            return EX_NOPERM
     for note in p.notes:
         _err(note)
     sys.stdout.flush()

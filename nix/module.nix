@@ -494,6 +494,11 @@ in
               default = true;
               description = "PrivateDevices of the run.";
             };
+            privateNetwork = mkOption {
+              type = types.bool;
+              default = false;
+              description = "PrivateNetwork of the run (for a command that needs no network at all).";
+            };
             readWritePaths = mkOption {
               type = types.listOf types.str;
               default = [ ];
@@ -553,6 +558,10 @@ in
       {
         assertion = lib.hasPrefix "/" cfg.searchPath && !(lib.hasPrefix "/run/wrappers" cfg.searchPath);
         message = "services.diag.searchPath must be absolute and must not be /run/wrappers (setuid wrappers), got ${cfg.searchPath}";
+      }
+      {
+        assertion = lib.all (r: lib.hasPrefix "/" (lib.head r.command)) (lib.attrValues enabledReports);
+        message = "services.diag.reports.<name>.command: the first word must be an absolute path (no shell, no PATH lookup)";
       }
       {
         assertion = allKeys != [ ];

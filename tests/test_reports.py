@@ -25,6 +25,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,19 +56,24 @@ def _policy(tmp_path: Path, reports: str) -> Path:
 GOOD = '[reports.listening]\nsummary = "sockets"\nsocket = "/run/diag-reports/listening.sock"\n'
 
 
+X = 'socket = "/run/diag-reports/x.sock"'
+
+
 @pytest.mark.parametrize("table,problem", [
-    ('[reports.Listening]\nsummary = "x"\nsocket = "/run/x.sock"', "lower case"),
-    ('[reports."a b"]\nsummary = "x"\nsocket = "/run/x.sock"', "lower case"),
-    ('[reports.x]\nsocket = "/run/x.sock"', "summary"),
+    ('[reports.Listening]\nsummary = "x"\nsocket = "/run/diag-reports/Listening.sock"', "lower case"),
+    ('[reports."a b"]\nsummary = "x"\nsocket = "/run/diag-reports/a b.sock"', "lower case"),
+    (f'[reports.x]\n{X}', "summary"),
     ('[reports.x]\nsummary = "x"', "socket"),
-    ('[reports.x]\nsummary = "x\\ny"\nsocket = "/run/x.sock"', "one line"),
-    ('[reports.x]\nsummary = "x"\nsocket = "/tmp/x.sock"', "under /run"),
-    ('[reports.x]\nsummary = "x"\nsocket = "/run/../tmp/x.sock"', "normalised"),
-    ('[reports.x]\nsummary = "x"\nsocket = "/run/' + "a" * 120 + '.sock"', "107 bytes"),
-    ('[reports.x]\nsummary = "x"\nsocket = "/run/x.sock"\ntimeout = 0', "timeout"),
-    ('[reports.x]\nsummary = "x"\nsocket = "/run/x.sock"\ntimeout = 601', "timeout"),
-    ('[reports.x]\nsummary = "x"\nsocket = "/run/x.sock"\nmax_output_bytes = 0', "max_output_bytes"),
-    ('[reports.x]\nsummary = "x"\nsocket = "/run/x.sock"\ncommand = ["/bin/sh"]', "command"),
+    (f'[reports.x]\nsummary = "x\\ny"\n{X}', "one line"),
+    # only the socket services.diag.reports makes, in root's directory: not dbus's, not one in /tmp
+    ('[reports.x]\nsummary = "x"\nsocket = "/tmp/x.sock"', "must be /run/diag-reports/x.sock"),
+    ('[reports.x]\nsummary = "x"\nsocket = "/run/dbus/system_bus_socket"', "must be /run/diag-reports/x.sock"),
+    ('[reports.x]\nsummary = "x"\nsocket = "/run/diag-reports/y.sock"', "must be /run/diag-reports/x.sock"),
+    ('[reports.x]\nsummary = "x"\nsocket = "/run/diag-reports/../x.sock"', "must be /run/diag-reports/x.sock"),
+    (f'[reports.x]\nsummary = "x"\n{X}\ntimeout = 0', "timeout"),
+    (f'[reports.x]\nsummary = "x"\n{X}\ntimeout = 601', "timeout"),
+    (f'[reports.x]\nsummary = "x"\n{X}\nmax_output_bytes = 0', "max_output_bytes"),
+    (f'[reports.x]\nsummary = "x"\n{X}\ncommand = ["/bin/sh"]', "command"),
     ('[commands.report]\nsummary = "x"', "the wrapper's own command"),
     ('[commands.help]\nsummary = "x"', "the wrapper's own command"),
 ])
@@ -111,7 +117,7 @@ def test_report_name_plans_the_decoder_stage_connected_to_its_socket(web02):
     assert p.exec_argv[-2:] == ("postgres-activity", r.socket) and p.connect == len(p.exec_argv) - 1
     assert p.timeout == r.timeout + REPORT_GRACE
     assert p.max_output == r.max_output_bytes + 4096
-    assert "report" in p.layers and p.env == {"LANG": "C.UTF-8"}
+    assert p.layers == ("allowlist", "report") and p.wall == () and p.env == {"LANG": "C.UTF-8"}
     assert dict(p.rlimits)["RLIMIT_FSIZE"] == 0 and p.redact == web02.redact
 
 
@@ -309,8 +315,14 @@ def test_the_client_going_away_stops_the_command():
     (b"D\xff\xff\xff\xff", 70, b"not a report"),
     (report.frame(report.START) + report.frame(report.EXIT, b"{"), 70, b"bad end frame"),
     (report.frame(report.START) + report.frame(report.EXIT, b'{"reason": "maybe"}'), 70, b"not a report"),
-    (report.frame(report.START) + report.frame(report.EXIT, b'{"reason": "exit", "status": 300}'), 255, b"300"),
+    (report.frame(report.START) + report.frame(report.EXIT, b'{"reason": "exit", "status": 300}'), 70, b"bad end"),
+    (report.frame(report.START) + report.frame(report.EXIT, b'{"reason": "exit", "status": 255}'), 255, b"255"),
     (report.frame(report.START) + b"D\0\0", 75, b"stopped before it finished"),
+    # end frames a broken collector could send: still a clean 70, never a traceback
+    (report.frame(report.START) + report.frame(report.EXIT, b'{"reason": "exit", "status": Infinity}'), 70, b"bad end"),
+    (report.frame(report.START) + report.frame(report.EXIT, b"[" * 32000), 70, b"bad end"),
+    (report.frame(report.START) + report.frame(report.EXIT, b'{"reason": "exit", "status": -1}'), 70, b"bad end"),
+    (report.frame(report.START) + report.frame(report.EXIT, b'{"reason": "exit", "status": 1.5}'), 70, b"bad end"),
 ])
 def test_the_decoder_table(reply, status, says):
     a, b = socket.socketpair()
@@ -318,6 +330,59 @@ def test_the_decoder_table(reply, status, says):
     a.close()
     out = _decode(b)
     assert out.returncode == status and says in out.stderr, out.stderr
+
+
+def test_a_reset_connection_is_75_and_said():
+    # systemd stopping the socket with this connection still queued: ECONNRESET on read
+    path = tempfile.mktemp(prefix="diag-report-reset-", dir="/tmp")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen()
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(path)
+    srv.close()
+    os.unlink(path)
+    out = _decode(client)
+    assert out.returncode == 75 and b"reset" in out.stderr and b"Traceback" not in out.stderr
+
+
+def test_an_abandoned_silent_report_stops_at_once():
+    marker = f"diag-report-silent-{os.getpid()}"
+    collector, sock = _collect(["/bin/sh", "-c", f"exec -a {marker} sleep 60"], timeout=60, client=True)
+    assert sock.recv(5) == report.frame(report.START)
+    start = time.monotonic()
+    sock.close()
+    collector.wait(10)
+    assert time.monotonic() - start < 5 and "client-gone" in collector.stderr.read().decode()
+    time.sleep(0.2)
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1
+
+
+def test_a_full_queue_is_busy_not_a_wait(tmp_path):
+    path = str(tmp_path / "q.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(0)
+    queued = []
+    try:
+        while True:  # fill the listener's queue (nobody accepts)
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(path)
+            except BlockingIOError:
+                c.close()
+                break
+            queued.append(c)
+        start = time.monotonic()
+        with pytest.raises(Deny) as busy:
+            report.connect(_report_plan(path))
+        assert busy.value.code == "report.unavailable" and "busy" in busy.value.message
+        assert time.monotonic() - start < 1
+    finally:
+        for c in queued:
+            c.close()
+        srv.close()
 
 
 def test_collect_refuses_a_bad_command_line():

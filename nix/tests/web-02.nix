@@ -199,7 +199,7 @@ pkgs.testers.runNixOSTest {
         allowed("report listening", 'users:(("sshd"')
         allowed("report containers", "NAMES")
         allowed("report firewall", "table inet")
-        allowed("report postgres-activity", "max_connections")
+        allowed("report postgres-activity", "max_connections\tconnections")  # a real tab
         disk = allowed("report disk-usage", "/var/lib")
         assert PLANTED not in disk
         status, _, err = diag("report shell")

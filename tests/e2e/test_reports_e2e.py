@@ -9,7 +9,10 @@ units cannot drift from the module's. Then, as the unprivileged test user, throu
 running in that namespace and through the ForceCommand path directly:
 
 * ``report listening`` shows the process of another user's socket (plain ``ss -tlnp``
-  as diag does not), ``report disk-usage`` sizes state directories diag may not read;
+  as diag does not), ``report disk-usage`` sizes state directories diag may not read,
+  ``report postgres-activity`` counts a real PostgreSQL's sessions (where Debian's server
+  is installed; containers, firewall and redis-info need podman, nft and redis, which
+  this machine does not have: the VM test runs those);
 * another user is refused at the socket (EACCES; the wrapper says report.refused);
 * bytes a client sends are never read (StandardInput=null, the command's stdin /dev/null);
 * a collector over its time or output cap is stopped with a clear message;
@@ -34,6 +37,8 @@ import pytest
 from . import harness
 
 NIXPKGS_LIB = os.environ.get("NIXPKGS_LIB", "")
+# Debian's PostgreSQL server, where this machine has it: then postgres-activity runs too
+PG = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))), None) if Path("/usr/lib/postgresql").is_dir() else None
 LISTEN_PORT = 18473
 REOPEN_AFTER = 3
 VENV_MOUNT = "/run/diag-e2e-venv"
@@ -54,13 +59,14 @@ TEST_REPORTS = {
 }
 
 EVAL = """
-{ nixpkgsLib, repo, collect, group, spec }:
+{ nixpkgsLib, repo, collect, group, spec, pg }:
 let
   lib = if builtins.pathExists (nixpkgsLib + "/lib/default.nix") then import (nixpkgsLib + "/lib") else import nixpkgsLib;
   r = import (repo + "/nix/reports.nix") { inherit lib; };
   # Debian's programs where the module has packages
   pkgs = { iproute2 = "/usr"; coreutils = "/usr"; };
-  shipped = r.builtin { inherit pkgs; config = { }; };
+  config = if pg == "" then { } else { services.postgresql = { enable = true; package = pg; }; };
+  shipped = r.builtin { inherit pkgs config; };
   all = shipped // builtins.fromJSON spec;
 in
 {
@@ -121,12 +127,24 @@ def reports(e2e):
     collect = f"{VENV_MOUNT}/bin/python -I -m diag_wrapper collect"
     res = subprocess.run([nix, "--eval", "--strict", "--json", "-E", EVAL, "--argstr", "nixpkgsLib", NIXPKGS_LIB,
                           "--argstr", "repo", str(harness.REPO), "--argstr", "collect", collect,
-                          "--argstr", "group", e2e.user.name, "--argstr", "spec", json.dumps(TEST_REPORTS)],
+                          "--argstr", "group", e2e.user.name, "--argstr", "spec", json.dumps(TEST_REPORTS),
+                          "--argstr", "pg", str(PG.parent.parent) if PG else ""],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     evaluated = json.loads(res.stdout)
     units = unit_files(evaluated)
     units["diag-e2e-listener.service"] = LISTENER
+    if PG:  # a PostgreSQL for postgres-activity: initdb'd as postgres, its socket in /run/postgresql
+        pgdata = e2e.work / "pgdata"
+        pgdata.mkdir()
+        shutil.chown(pgdata, "postgres", "postgres")
+        pgdata.chmod(0o700)
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PG.parent / "initdb"), "-D", str(pgdata),
+                        "--auth-local=peer", "-U", "postgres"], check=True, capture_output=True, timeout=120)
+        units["postgresql.service"] = (
+            "[Unit]\nDescription=PostgreSQL for the postgres-activity report\n[Service]\nUser=postgres\n"
+            "RuntimeDirectory=postgresql\n"
+            f"ExecStart={PG} -D {pgdata} -k /run/postgresql -c listen_addresses= -c shared_buffers=16MB\n")
     policy = e2e.work / "reports.toml"
     tables = "".join(
         f"[reports.{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in u["policy"].items())
@@ -141,7 +159,8 @@ def reports(e2e):
         boot.run(["mount", "--bind", "-o", "ro", str(e2e.python.parent.parent), VENV_MOUNT], check=True)
         deadline = time.monotonic() + 20
         while not Path(f"/proc/{boot.pid}/root/run/diag-reports/burst.sock").exists() or \
-                boot.run(["systemctl", "is-active", "--quiet", "diag-e2e-listener.service"]).returncode:
+                boot.run(["systemctl", "is-active", "--quiet", "diag-e2e-listener.service"]).returncode or \
+                (PG and not Path(f"/proc/{boot.pid}/root/run/postgresql/.s.PGSQL.5432").exists()):
             assert time.monotonic() < deadline, boot.run(["systemctl", "--no-pager", "--failed"]).stdout
             time.sleep(0.2)
         wrapper = f"{e2e.python} -I -m diag_wrapper --policy {policy}"
@@ -198,6 +217,18 @@ def test_report_disk_usage_sizes_what_diag_may_not_read(e2e, reports):
         assert rc != 0  # diag itself cannot look inside
     finally:
         reports.run(["rm", "-rf", "/var/lib/diag-e2e-private"])
+
+
+@pytest.mark.skipif(PG is None, reason="needs Debian's PostgreSQL server (/usr/lib/postgresql/*/bin/postgres)")
+def test_report_postgres_activity_counts_connections_never_query_text(e2e, reports):
+    rc, out, err = agent(e2e, reports, "report postgres-activity")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "max_connections\tconnections"  # a real tab between the fields
+    header = lines.index("datname\tusename\tstate\twait_event_type\tn\toldest_xact\tlongest_in_state")
+    rows = [l.split("\t") for l in lines[header + 1:]]
+    assert ["postgres", "postgres", "active"] in [r[:3] for r in rows]  # the report's own session
+    assert "SELECT" not in out and "pg_stat_activity" not in out  # its own query's text is not shown
 
 
 def test_another_user_is_refused_at_the_socket(e2e, reports):

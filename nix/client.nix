@@ -38,18 +38,8 @@ let
   cfg = config.programs.diagClient;
   ssh = config.programs.ssh;
 
-  # ssh_config(5) PATTERNS: '*' and '?' globs, a comma-separated list, '!' negates.
-  globRegex = pat: lib.concatMapStrings (c: if c == "*" then ".*" else if c == "?" then "." else lib.escapeRegex c) (lib.stringToCharacters pat);
-  patterns = host: lib.filter (p: p != "") (lib.splitString " " (lib.replaceStrings [ "," "\t" ] [ " " " " ] host));
-  matchesHost =
-    name: host:
-    let
-      ps = patterns host;
-      neg = map (lib.removePrefix "!") (lib.filter (lib.hasPrefix "!") ps);
-      pos = lib.filter (p: !(lib.hasPrefix "!" p)) ps;
-      hit = p: builtins.match (globRegex p) name != null;
-    in
-    lib.any hit pos && !(lib.any hit neg);
+  # a Host line is an ssh_config(5) pattern-list ('*', '?', commas, '!')
+  matchesHost = (import ./ssh-patterns.nix { inherit lib; }).matchesList;
   # a block's value: a DAG entry (home-manager) or, in older releases, the block itself
   blockOf = b: b.data or b;
   diagNames = lib.concatLists (lib.mapAttrsToList (n: h: [ n h.hostname ]) cfg.hosts);

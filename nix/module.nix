@@ -106,20 +106,8 @@ let
     "SSH_CONNECTION"
     "SSH_CLIENT"
   ];
-  # AcceptEnv patterns use '*' and '?'; translate one to a regex.
-  envPatternRegex =
-    pat:
-    lib.concatMapStrings (
-      c:
-      if c == "*" then
-        ".*"
-      else if c == "?" then
-        "."
-      else if builtins.match "[A-Za-z0-9_]" c != null then
-        c
-      else
-        "[${c}]"
-    ) (lib.stringToCharacters pat);
+  # AcceptEnv and the access lists take sshd_config(5) patterns ('*', '?')
+  sshPatterns = import ./ssh-patterns.nix { inherit lib; };
   # In nixpkgs AcceptEnv is a freeform settings atom (nullOr (oneOf [bool int float str])):
   # one string, patterns separated by spaces ("LANG LC_*"). A list is accepted too, should a
   # module declare it so. sshd also takes AcceptEnv lines from extraConfig; each adds patterns.
@@ -138,7 +126,7 @@ let
   acceptEnvExtra = lib.concatMap (l: builtins.tail (words l)) (keywordLines "AcceptEnv");
   acceptEnvList = acceptEnvSettings ++ acceptEnvExtra;
   dangerousAccepted = lib.filter (
-    pat: pat != "" && lib.any (v: builtins.match (envPatternRegex pat) v != null) dangerousEnv
+    pat: pat != "" && lib.any (v: sshPatterns.matches v pat) dangerousEnv
   ) acceptEnvList;
 
   # AllowUsers/DenyUsers/AllowGroups/DenyGroups (nixpkgs: nullOr (listOf str)); a user
@@ -148,7 +136,7 @@ let
   allowGroups = sshd.settings.AllowGroups or null;
   denyGroups = sshd.settings.DenyGroups or null;
   userPart = pat: builtins.head (lib.splitString "@" pat);
-  matchesName = name: pat: builtins.match (envPatternRegex pat) name != null;
+  matchesName = sshPatterns.matches;
   diagGroups = [ userName ] ++ config.users.users.${userName}.extraGroups;
   userAllowed = allowUsers == null || lib.any (p: matchesName userName (userPart p)) allowUsers;
   userDenied = denyUsers != null && lib.any (p: matchesName userName (userPart p)) denyUsers;

@@ -79,6 +79,20 @@ let
     (types.listOf (types.oneOf [ types.bool types.int types.str ]))
   ];
 
+  # systemd.<kind>: the options every unit has that the module sets, and the kind's own
+  unitsOption =
+    own:
+    mkOption {
+      default = { };
+      type = types.attrsOf (types.submodule {
+        options = {
+          description = mkOption { type = types.singleLineStr; default = ""; };
+          wantedBy = mkOption { type = types.listOf types.str; default = [ ]; };
+          unitConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
+        } // own;
+      });
+    };
+
   # sshd.nix: AllowUsers, DenyUsers, AllowGroups, DenyGroups
   accessList = mkOption {
     type = types.nullOr (types.listOf types.str);
@@ -129,28 +143,12 @@ let
           type = types.package;
           default = fakeDrv "systemd-258.2";
         };
-        systemd.sockets = mkOption {
-          default = { };
-          type = types.attrsOf (types.submodule {
-            options = {
-              description = mkOption { type = types.singleLineStr; default = ""; };
-              wantedBy = mkOption { type = types.listOf types.str; default = [ ]; };
-              listenStreams = mkOption { type = types.listOf types.str; default = [ ]; };
-              socketConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
-              unitConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
-            };
-          });
+        systemd.sockets = unitsOption {
+          listenStreams = mkOption { type = types.listOf types.str; default = [ ]; };
+          socketConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
         };
-        systemd.services = mkOption {
-          default = { };
-          type = types.attrsOf (types.submodule {
-            options = {
-              description = mkOption { type = types.singleLineStr; default = ""; };
-              wantedBy = mkOption { type = types.listOf types.str; default = [ ]; };
-              serviceConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
-              unitConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
-            };
-          });
+        systemd.services = unitsOption {
+          serviceConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
         };
         # nix-community/impermanence: environment.persistence.<root>, directories and
         # files given as strings or as { directory; } / { file; } (coerced to those)

@@ -113,7 +113,7 @@ class Plan(NamedTuple):
     redact_max_line: int = 1 << 16
     notes: tuple[str, ...] = ()  # lines for the agent's stderr before the command runs (a dropped flag)
     masked: tuple[str, ...] = ()  # deny entries inside a tree that are allowed only because the wall covers them
-    connect: int | None = None  # exec_argv index of a report's socket: the effects connect, the word becomes fd=N
+    connect: int | None = None  # exec_argv index of a report's socket: connected after the start record, the word becomes fd=N
 
     @property
     def allowed(self) -> bool:

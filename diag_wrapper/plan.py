@@ -231,14 +231,12 @@ def _report(raw: bytes, argv: tuple[str, ...], policy: Policy) -> Plan:
     # its stdout, no word of the agent's but the name), and its connection, which starts
     # the collector, is made after the start record (run.py), where the wall would hide
     # whether root is listening (SO_PEERCRED reads uid 0 as the overflow uid in it).
-    layers = ["allowlist", "report"]
-    reason = f"allowed by rule {rule!r}"
     timeout = r.timeout + REPORT_GRACE
     exec_argv = (sys.executable, "-I", "-c", REPORT_STAGE, _HERE, argv[1], r.socket)
     return Plan(
-        ALLOW, "allow", reason, raw, rule=rule, argv=argv, exec_argv=exec_argv, executable=sys.executable,
-        env={"LANG": "C.UTF-8"}, timeout=timeout, max_output=min(s.max_output_bytes, r.max_output_bytes + 4096),
-        layers=tuple(layers), rlimits=rlimits(policy, None, timeout), redact=policy.redact,
+        ALLOW, "allow", f"allowed by rule {rule!r}", raw, rule=rule, argv=argv, exec_argv=exec_argv,
+        executable=sys.executable, env={"LANG": "C.UTF-8"}, timeout=timeout,
+        max_output=min(s.max_output_bytes, r.max_output_bytes + 4096), layers=("allowlist", "report"), rlimits=rlimits(policy, None, timeout), redact=policy.redact,
         redact_max_line=policy.redact_max_line, connect=len(exec_argv) - 1,
     )
 

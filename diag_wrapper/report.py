@@ -51,7 +51,7 @@ def connect(p: Plan) -> Plan:
     if p.connect is None:
         return p
     path = p.exec_argv[p.connect]
-    name = p.rule.split(" ", 1)[1] if p.rule else "?"
+    name = p.argv[1]
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         s.setblocking(False)  # AF_UNIX connects at once, or EAGAIN when the listener's queue is full

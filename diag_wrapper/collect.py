@@ -23,12 +23,11 @@ import os
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
 
-from .report import DATA, ERR, EXIT, MAX_FRAME, START, frame
+from .report import DATA, ERR, EXIT, MAX_FRAME, START, frame, peer
 
 MAX_STDERR = 8192
 GRACE = 1.0
@@ -55,7 +54,7 @@ def _peer() -> str:
     except OSError:
         return "no socket"
     try:
-        pid, uid, gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        pid, uid, _ = peer(s)
         return f"uid {uid} pid {pid}"
     except OSError:
         return "no socket"

@@ -35,6 +35,12 @@ EXIT_MALFORMED = 70  # EX_SOFTWARE: what came back is not a report
 PEER_UID = 0  # who must listen on a report's socket: systemd, as root
 
 
+def peer(s: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the other end of a connected Unix socket (SO_PEERCRED)."""
+    pid, uid, gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return pid, uid, gid
+
+
 def frame(kind: bytes, payload: bytes = b"") -> bytes:
     assert len(payload) <= MAX_FRAME
     return kind + struct.pack(">I", len(payload)) + payload
@@ -58,7 +64,7 @@ def connect(p: Plan) -> Plan:
         s.connect(path)
         s.setblocking(True)
         s.shutdown(socket.SHUT_WR)
-        uid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+        uid = peer(s)[1]
         if uid != PEER_UID:
             s.close()
             raise Deny("report.refused", f"report {name}: {path} is not root's socket (its listener is uid {uid});"

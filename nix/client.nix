@@ -9,19 +9,25 @@
 # web-02 (-> web-02.cloonar.com) is always included; more hosts can be added
 # under `hosts`.
 #
-# Each host becomes a `programs.ssh.matchBlocks` entry with `User diag`, the
-# diag IdentityFile, `IdentitiesOnly yes` and `IdentityAgent none`, ordered
-# before every other block (matchBlocks is a DAG in home-manager).
+# Each host becomes a block with `User diag`, the diag IdentityFile, `IdentitiesOnly yes`
+# and `IdentityAgent none`, ordered before every other block (both are DAGs in
+# home-manager): `programs.ssh.settings` with ssh's own directive names where that
+# option exists (home-manager 26.05, which deprecates matchBlocks with a warning),
+# `programs.ssh.matchBlocks` before (25.11).
 #
-# What real ssh does with several matching blocks (ssh_config(5)): for most
-# keywords the first value obtained wins (so our block, first, decides User
-# and HostName), but IdentityFile and CertificateFile accumulate over every
-# matching block, and IdentitiesOnly only keeps the agent's other keys away.
-# So the module also refuses (an assertion) any other block whose pattern
-# matches a diag alias or its host name and sets an identity or certificate,
-# and an IdentityFile in extraOptionOverrides or extraConfig (which apply to
-# every host): then `ssh -G web-02` lists exactly the diag key, which
-# scripts/post-deploy-check verifies on the real client.
+# What real ssh does with several matching blocks (ssh_config(5)): for most keywords
+# the first value obtained wins (so our block, first, decides User and HostName), but
+# IdentityFile and CertificateFile accumulate over every matching block, and
+# IdentitiesOnly only keeps the agent's other keys away. So the module reads the
+# ~/.ssh/config home-manager renders (nix/ssh-config-check.nix) and refuses, as an
+# assertion, any line that would give a diag host another identity: an IdentityFile or
+# CertificateFile in any other block that may match it (Host or Match), anything that
+# decides the user or identity before our block (extraOptionOverrides), an Include it
+# would read (its files are not visible at evaluation; `allowIncludes` accepts them),
+# and a diag block that does not say exactly the above. Then `ssh -G web-02` lists
+# exactly the diag key, which scripts/post-deploy-check verifies on the real client
+# (the system-wide /etc/ssh/ssh_config, read after ~/.ssh/config, is outside
+# home-manager's view and is covered only by that check).
 #
 # home-manager 25.05+ warns unless programs.ssh.enableDefaultConfig is set;
 # it is set false here by default where the option exists (its built-in
@@ -37,27 +43,17 @@ let
   inherit (lib) mkOption types;
   cfg = config.programs.diagClient;
   ssh = config.programs.ssh;
-
-  # a Host line is an ssh_config(5) pattern-list ('*', '?', commas, '!')
-  matchesHost = (import ./ssh-patterns.nix { inherit lib; }).matchesList;
-  # a block's value: a DAG entry (home-manager) or, in older releases, the block itself
-  blockOf = b: b.data or b;
-  diagNames = lib.concatLists (lib.mapAttrsToList (n: h: [ n h.hostname ]) cfg.hosts);
-  otherBlocks = lib.filterAttrs (n: _: !(cfg.hosts ? ${n})) ssh.matchBlocks;
-  identities = b: lib.toList (b.identityFile or [ ]) ++ lib.toList (b.certificateFile or [ ]);
-  leaking = lib.filterAttrs (
-    _: b:
-    let
-      d = blockOf b;
-    in
-    identities d != [ ] && lib.any (n: matchesHost n (d.host or "")) diagNames
-  ) otherBlocks;
-  hasIdentityKey = attrs: lib.any (k: lib.elem (lib.toLower k) [ "identityfile" "certificatefile" ]) (lib.attrNames attrs);
-  globalIdentity =
-    hasIdentityKey (ssh.extraOptionOverrides or { })
-    || lib.any (l: builtins.match "[[:space:]]*([Ii][Dd][Ee][Nn][Tt][Ii][Tt][Yy]|[Cc][Ee][Rr][Tt][Ii][Ff][Ii][Cc][Aa][Tt][Ee])[Ff][Ii][Ll][Ee]([[:space:]=].*)?" l != null) (
-      lib.splitString "\n" (ssh.extraConfig or "")
-    );
+  # home-manager 26.05+: programs.ssh.settings; 25.11: programs.ssh.matchBlocks
+  useSettings = options.programs.ssh ? settings;
+  blocks = if useSettings then ssh.settings else ssh.matchBlocks;
+  otherBlocks = lib.attrNames (removeAttrs blocks (lib.attrNames cfg.hosts));
+  findings = (import ./ssh-config-check.nix { inherit lib; }).findings {
+    text = config.home.file.".ssh/config".text or "";
+    hosts = lib.mapAttrs (_: h: h.hostname) cfg.hosts;
+    inherit (cfg) user identityFile allowIncludes;
+  };
+  # one word, as ssh reads an IdentityFile argument
+  plainPath = p: builtins.match "(/|~/)[^[:space:]\"'#]+" p != null;
 
   hostModule =
     { name, ... }:
@@ -91,6 +87,17 @@ in
       description = "Path of the diag private key on this machine (deployed as a secret; never in the store).";
     };
 
+    allowIncludes = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Accept `programs.ssh.includes` (and Include lines) that apply to the diag hosts.
+        ssh reads those files at run time, so this module cannot see whether they set
+        another identity or user for them; set this once scripts/post-deploy-check
+        passes on the machine.
+      '';
+    };
+
     hosts = mkOption {
       type = types.attrsOf (types.submodule hostModule);
       default = { };
@@ -101,47 +108,66 @@ in
     };
   };
 
-  config = lib.mkIf cfg.enable (lib.mkMerge [
-  {
-    assertions = [
+  config = lib.mkIf cfg.enable (
+    lib.mkMerge [
       {
-        assertion = lib.hasPrefix "/" cfg.identityFile || lib.hasPrefix "~/" cfg.identityFile;
-        message = "programs.diagClient.identityFile must be a path (absolute or ~/...)";
-      }
-      {
-        assertion = leaking == { };
-        message = "programs.ssh.matchBlocks ${lib.concatStringsSep ", " (lib.attrNames leaking)} match a diag host (${lib.concatStringsSep " " diagNames}) and set IdentityFile or CertificateFile: ssh adds them to the diag key for that host; narrow the pattern (e.g. Host * !web-02)";
-      }
-      {
-        assertion = !globalIdentity;
-        message = "programs.ssh.extraOptionOverrides or extraConfig sets IdentityFile/CertificateFile for every host, so ssh would offer it to the diag hosts too; move it into a matchBlock that excludes them";
-      }
-    ];
+        assertions = [
+          {
+            assertion = plainPath cfg.identityFile;
+            message = "programs.diagClient.identityFile must be one absolute or ~/ path without spaces, quotes or '#' (ssh reads it as one word): ${cfg.identityFile}";
+          }
+          {
+            assertion = findings == [ ];
+            message = "programs.diagClient: ~/.ssh/config would let ssh offer a diag host more than the diag key:\n  ${lib.concatStringsSep "\n  " findings}";
+          }
+        ];
 
-    # The microVM this channel was extended to (ADR-0005 amendment).
-    programs.diagClient.hosts.web-02.hostname = lib.mkDefault "web-02.cloonar.com";
+        # The microVM this channel was extended to (ADR-0005 amendment).
+        programs.diagClient.hosts.web-02.hostname = lib.mkDefault "web-02.cloonar.com";
 
-    programs.ssh.enable = lib.mkDefault true;
-  }
-  (lib.optionalAttrs (options.programs.ssh ? enableDefaultConfig) {
-    programs.ssh.enableDefaultConfig = lib.mkDefault false;
-  })
-  {
-    # Each diag block first: a DAG entry before every other block.
-    programs.ssh.matchBlocks = lib.mapAttrs (name: h: {
-      data = {
-        host = name;
-        inherit (h) hostname;
-        inherit (cfg) user identityFile;
-        identitiesOnly = true;
-        forwardAgent = false;
-        forwardX11 = false;
-        extraOptions.IdentityAgent = "none";
+        programs.ssh.enable = lib.mkDefault true;
       }
-      // lib.optionalAttrs (h.port != null) { inherit (h) port; };
-      before = lib.attrNames otherBlocks;
-      after = [ ];
-    }) cfg.hosts;
-  }
-  ]);
+      (lib.optionalAttrs (options.programs.ssh ? enableDefaultConfig) {
+        programs.ssh.enableDefaultConfig = lib.mkDefault false;
+      })
+      # Each diag block first: a DAG entry before every other block.
+      (
+        if useSettings then
+          {
+            programs.ssh.settings = lib.mapAttrs (name: h: {
+              data = {
+                header = "Host ${name}";
+                User = cfg.user;
+                HostName = h.hostname;
+                IdentityFile = cfg.identityFile;
+                IdentitiesOnly = true;
+                IdentityAgent = "none";
+                ForwardAgent = false;
+                ForwardX11 = false;
+              }
+              // lib.optionalAttrs (h.port != null) { Port = h.port; };
+              before = otherBlocks;
+              after = [ ];
+            }) cfg.hosts;
+          }
+        else
+          {
+            programs.ssh.matchBlocks = lib.mapAttrs (name: h: {
+              data = {
+                host = name;
+                inherit (h) hostname;
+                inherit (cfg) user identityFile;
+                identitiesOnly = true;
+                identityAgent = "none";
+                forwardAgent = false;
+                forwardX11 = false;
+              }
+              // lib.optionalAttrs (h.port != null) { inherit (h) port; };
+              before = otherBlocks;
+              after = [ ];
+            }) cfg.hosts;
+          }
+      )
+    ]
+  );
 }

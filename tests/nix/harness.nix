@@ -343,9 +343,8 @@ let
 
   # ------------------------------------------------ home-manager stand-in options
 
-  hmSsh = import ../../nix/tests/hm-ssh.nix { inherit lib; };
-  inherit (hmSsh) dagTopoSort sshConfigText;
-  hmStandIns = hmSsh.module;
+  hmFor = release: import ../../nix/tests/hm-ssh.nix { inherit lib release; };
+  sshCheck = import ../../nix/ssh-config-check.nix { inherit lib; };
 
   # ---------------------------------------------------------------- evaluation
 
@@ -612,47 +611,58 @@ let
     };
   };
 
+  # nix/client.nix under home-manager 25.11 (matchBlocks) and 26.05 (settings)
+  releases = [ "25.11" "26.05" ];
+  diagKey = "/run/secrets/diag-ssh-key-for-tests";
   evalClient =
-    modules:
+    release: modules:
     (lib.evalModules {
       modules = [
-        hmStandIns
+        (hmFor release).module
         ../../nix/client.nix
         {
           programs.diagClient = {
             enable = true;
-            identityFile = "/run/secrets/diag-ssh-key-for-tests";
+            identityFile = diagKey;
             hosts.extra-host.hostname = "extra.example.invalid";
           };
         }
       ]
       ++ modules;
     }).config;
-  client = evalClient [ ];
-  # a broad block sorting before web-02 by name, with its own user: ours still comes first
-  clientBroad = evalClient [
-    {
-      programs.ssh.matchBlocks."a-web-*" = { host = "web-* extra-*"; user = "alice"; };
-      programs.ssh.matchBlocks.other = { host = "* !web-02 !web-02.cloonar.com !extra-host !extra.example.invalid"; identityFile = "~/.ssh/id_personal"; };
-    }
-  ];
-  # an identity in a block that matches web-02: ssh would add it; the module refuses
-  clientLeakyStar = evalClient [ { programs.ssh.matchBlocks."*" = { identityFile = "~/.ssh/id_personal"; }; } ];
-  clientLeakyWeb = evalClient [ { programs.ssh.matchBlocks.webs = { host = "web-0?"; certificateFile = "~/.ssh/c.pub"; }; } ];
-  clientLeakyGlobal = evalClient [ { programs.ssh.extraOptionOverrides.IdentityFile = "~/.ssh/id_personal"; } ];
-  clientLeakyExtra = evalClient [ { programs.ssh.extraConfig = "  identityfile ~/.ssh/id_personal"; } ];
   clientFailed = c: map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
-  clientBlocks = lib.mapAttrs (_: e: let b = e.data; in {
-    inherit (b)
-      host
-      hostname
-      user
-      identityFile
-      identitiesOnly
-      forwardAgent
-      port
-      ;
-  }) client.programs.ssh.matchBlocks;
+  # the hostile and the harmless configurations, per release (tests/nix/client-cases.nix)
+  clientCases = import ./client-cases.nix;
+  clientResults = lib.genAttrs releases (
+    release:
+    lib.mapAttrs (
+      _: c:
+      let
+        cfg = evalClient release c.modules.${release};
+      in
+      {
+        inherit (c) refused;
+        failed = clientFailed cfg;
+        inherit (cfg) warnings;
+        text = cfg.home.file.".ssh/config".text;
+      }
+    ) clientCases
+  );
+  client = evalClient "26.05" [ ];
+  client2511 = evalClient "25.11" [ ];
+  clientWrong = lib.concatLists (
+    lib.mapAttrsToList (
+      release: cases:
+      lib.concatLists (
+        lib.mapAttrsToList (
+          name: r:
+          lib.optional (
+            if r.refused == null then r.failed != [ ] else !(mentions r.refused r.failed)
+          ) "${release}/${name}"
+        ) cases
+      )
+    ) clientResults
+  );
 
   # ------------------------------------------------- package.nix, with stubs
   # buildPythonApplication returns its arguments, so the recipe itself can be
@@ -895,28 +905,39 @@ let
       lib.hasInfix "\\1 -I|" recipe.postFixup && lib.hasInfix "does not run python -I" recipe.postFixup;
 
     # client
-    "client: web-02 routed to diag@web-02.cloonar.com" =
-      clientBlocks.web-02 == {
-        host = "web-02";
-        hostname = "web-02.cloonar.com";
-        user = "diag";
-        identityFile = [ "/run/secrets/diag-ssh-key-for-tests" ];
-        identitiesOnly = true;
-        forwardAgent = false;
-        port = null;
-      };
-    "client: extra hosts get the same treatment" =
-      clientBlocks.extra-host.user == "diag" && clientBlocks.extra-host.identitiesOnly && clientBlocks.extra-host.hostname == "extra.example.invalid";
-    "client: ssh enabled" = client.programs.ssh.enable;
-    "client: no agent for the diag hosts" = client.programs.ssh.matchBlocks.web-02.data.extraOptions.IdentityAgent == "none";
-    "client: the default config is opted out of (no home-manager warning)" = !client.programs.ssh.enableDefaultConfig;
+    "client: every case refused or passed as it should, in 25.11 and 26.05" = clientWrong == [ ];
+    "client: 26.05 writes settings with ssh's names, the diag block first" =
+      client.programs.ssh.settings.web-02.data == {
+        header = "Host web-02";
+        HostName = "web-02.cloonar.com";
+        User = "diag";
+        IdentityFile = diagKey;
+        IdentitiesOnly = true;
+        IdentityAgent = "none";
+        ForwardAgent = false;
+        ForwardX11 = false;
+      }
+      && client.programs.ssh.matchBlocks == { };
+    "client: 25.11 writes matchBlocks" =
+      client2511.programs.ssh.matchBlocks.web-02.data.user == "diag"
+      && client2511.programs.ssh.matchBlocks.web-02.data.identityAgent == [ "none" ]
+      && client2511.programs.ssh.matchBlocks.extra-host.data.hostname == "extra.example.invalid";
+    "client: no home-manager warning in either release" = lib.all (r: r.plain.warnings == [ ] && r.broad.warnings == [ ]) (lib.attrValues clientResults);
+    "client: the default config is opted out of" = !client.programs.ssh.enableDefaultConfig && !client2511.programs.ssh.enableDefaultConfig;
     "client: diag blocks come before every other block" =
-      map (e: e.name) (dagTopoSort clientBroad.programs.ssh.matchBlocks) == [ "extra-host" "web-02" "a-web-*" "other" ];
-    "client: a block excluding the diag hosts may keep its identity" = clientFailed clientBroad == [ ];
-    "client: Host * with an IdentityFile is refused" = mentions "IdentityFile or CertificateFile" (clientFailed clientLeakyStar);
-    "client: a pattern matching web-02 with a certificate is refused" = mentions "webs" (clientFailed clientLeakyWeb);
-    "client: a global IdentityFile is refused" = mentions "every host" (clientFailed clientLeakyGlobal);
-    "client: an IdentityFile in extraConfig is refused" = mentions "every host" (clientFailed clientLeakyExtra);
+      map (e: e.name) ((hmFor "26.05").dagTopoSort (evalClient "26.05" clientCases.broad.modules."26.05").programs.ssh.settings) == [ "extra-host" "web-02" "a-web-*" "other" ];
+    "client: an identity file that ssh would split is refused" =
+      mentions "one absolute or ~/ path" (clientFailed (evalClient "26.05" [ { programs.diagClient.identityFile = lib.mkForce "/run/secrets/a key"; } ]));
+    "client: the reader: a block after ours may set User, not IdentityFile" =
+      sshCheck.findings {
+        text = "Host web-02\n User diag\n HostName h\n IdentityFile /k\n IdentitiesOnly yes\n IdentityAgent none\nHost *\n User bob\n";
+        hosts.web-02 = "h";
+        user = "diag";
+        identityFile = "/k";
+      } == [ ];
+    "client: the reader: quoted keyword, '=' and a comment" =
+      map (l: [ l.kw l.args ]) (lib.concatMap (b: b.lines) (sshCheck.blocksOf "\"IdentityFile\" \"~/a b\" # c\n=User=bob\n# IdentityFile x\n"))
+      == [ [ "identityfile" [ "~/a b" ] ] [ "user" [ "bob" ] ] ];
   };
 
   failures = builtins.attrNames (lib.filterAttrs (_: ok: !ok) checks);
@@ -950,12 +971,6 @@ in
       extraCommands
       ;
     badDeny = badDenyResults;
-    inherit clientBlocks;
-    leakyStarFailed = clientFailed clientLeakyStar;
-    leakyStarBlocks = lib.mapAttrs (_: e: { inherit (e.data) host identityFile; }) clientLeakyStar.programs.ssh.matchBlocks;
-    sshConfigs = {
-      broad = sshConfigText clientBroad;
-      leakyStar = sshConfigText clientLeakyStar;
-    };
+    inherit clientResults diagKey;
   };
 }

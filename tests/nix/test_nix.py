@@ -23,11 +23,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from nix_harness import NIX_INSTANTIATE, REPO, harness  # noqa: F401  (harness: the fixture)
 
-REPO = Path(__file__).resolve().parents[2]
-HARNESS = REPO / "tests" / "nix" / "harness.nix"
 STUB_STORE = "/nix/store/00000000000000000000000000000000-diag-wrapper-0.1.0"
-NIX_INSTANTIATE = shutil.which("nix-instantiate")
 
 needs_nix = pytest.mark.skipif(NIX_INSTANTIATE is None, reason="needs nix-instantiate (Debian: nix-bin)")
 
@@ -56,23 +54,6 @@ def test_nix_file_parses(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- harness
-
-
-@pytest.fixture(scope="module")
-def harness() -> dict:
-    lib = os.environ.get("NIXPKGS_LIB")
-    if not lib:
-        pytest.skip("NIXPKGS_LIB is not set (point it at a checkout of nix-community/nixpkgs.lib)")
-    if NIX_INSTANTIATE is None:
-        pytest.skip("needs nix-instantiate")
-    r = subprocess.run(
-        [NIX_INSTANTIATE, "--eval", "--strict", "--json", str(HARNESS), "--argstr", "nixpkgsLib", lib],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 def test_harness_checks_hold(harness: dict) -> None:
@@ -296,34 +277,3 @@ def test_every_report_unit_is_hardened_the_same_way(harness: dict) -> None:
         assert s["listenStreams"] == [f"/run/diag-reports/{name.removeprefix('diag-report-')}.sock"], name
 
 
-def _ssh_g(config: str, host: str, tmp_path: Path) -> dict[str, list[str]]:
-    cfg = tmp_path / "ssh_config"
-    cfg.write_text(config)
-    r = subprocess.run(["ssh", "-G", "-F", str(cfg), host], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    out: dict[str, list[str]] = {}
-    for line in r.stdout.splitlines():
-        key, _, value = line.partition(" ")
-        out.setdefault(key, []).append(value)
-    return out
-
-
-@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
-def test_real_ssh_offers_web02_only_the_diag_key(harness: dict, tmp_path: Path) -> None:
-    # The client module's blocks, written as home-manager writes them, read by the real ssh:
-    # ours come first (User diag wins over a broad `web-*` block) and the only identity is
-    # the diag key, while a block excluding the diag hosts keeps its own key for others.
-    broad = harness["scenarios"]["sshConfigs"]["broad"]
-    g = _ssh_g(broad, "web-02", tmp_path)
-    assert g["user"] == ["diag"] and g["identitiesonly"] == ["yes"] and g["identityagent"] == ["none"]
-    assert g["identityfile"] == ["/run/secrets/diag-ssh-key-for-tests"]
-    other = _ssh_g(broad, "web-03", tmp_path)
-    assert other["user"] == ["alice"] and other["identityfile"][0].endswith("/.ssh/id_personal")
-
-
-@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
-def test_real_ssh_accumulates_identities_which_is_why_the_module_refuses_them(harness: dict, tmp_path: Path) -> None:
-    # What the assertion prevents: with `Host *` setting an IdentityFile, ssh offers both.
-    g = _ssh_g(harness["scenarios"]["sshConfigs"]["leakyStar"], "web-02", tmp_path)
-    assert g["identityfile"][0] == "/run/secrets/diag-ssh-key-for-tests" and len(g["identityfile"]) == 2
-    assert harness["scenarios"]["leakyStarFailed"], "the module must refuse this configuration"

@@ -1,0 +1,147 @@
+# nix/client.nix's cases: each a configuration in each home-manager release's vocabulary
+# ({ "25.11" = modules; "26.05" = modules; }) and whether the module must refuse it (with
+# a word of the message). tests/nix/harness.nix evaluates them with the stand-ins,
+# tests/nix/test_client_ssh.py reads every rendered text with the real `ssh -G`, and
+# tests/nix/test_hm_upstream.py evaluates them with a real home-manager checkout.
+let
+  both = m: {
+    "25.11" = m;
+    "26.05" = m;
+  };
+  perRelease = old: new: {
+    "25.11" = old;
+    "26.05" = new;
+  };
+in
+{
+  plain = {
+    modules = both [ ];
+    refused = null;
+  };
+  # a broad block sorting before web-02 by name, with its own user: ours still comes first
+  broad = {
+    modules = perRelease [
+      {
+        programs.ssh.matchBlocks."a-web-*" = { host = "web-* extra-*"; user = "alice"; };
+        programs.ssh.matchBlocks.other = { host = "* !web-02 !web-02.cloonar.com !extra-host !extra.example.invalid"; identityFile = "~/.ssh/id_personal"; };
+      }
+    ] [
+      {
+        programs.ssh.settings."a-web-*" = { header = "Host web-* extra-*"; User = "alice"; };
+        programs.ssh.settings.other = { header = "Host * !web-02 !web-02.cloonar.com !extra-host !extra.example.invalid"; IdentityFile = "~/.ssh/id_personal"; };
+      }
+    ];
+    refused = null;
+  };
+  # a Match block that names another host keeps its key
+  matchOther = {
+    modules = perRelease [ { programs.ssh.matchBlocks.gh = { match = "host github.com exec \"true\""; identityFile = "~/.ssh/id_gh"; }; } ] [
+      { programs.ssh.settings."Match host github.com exec \"true\"".IdentityFile = "~/.ssh/id_gh"; }
+    ];
+    refused = null;
+  };
+  star = {
+    modules = perRelease [ { programs.ssh.matchBlocks."*".identityFile = "~/.ssh/id_personal"; } ] [
+      { programs.ssh.settings."*".IdentityFile = "~/.ssh/id_personal"; }
+    ];
+    refused = "in `Host *`";
+  };
+  # upstream's `host` is null unless set: the block is written as `Host <name>`
+  namedPattern = {
+    modules = both [ { programs.ssh.matchBlocks."web-*".identityFile = "~/.ssh/id_personal"; } ];
+    refused = "in `Host web-*`";
+  };
+  certificate = {
+    modules = perRelease [ { programs.ssh.matchBlocks.webs = { host = "web-0?"; certificateFile = "~/.ssh/c.pub"; }; } ] [
+      { programs.ssh.settings."web-0?".CertificateFile = "~/.ssh/c.pub"; }
+    ];
+    refused = "CertificateFile ~/.ssh/c.pub";
+  };
+  negatedOtherCase = {
+    # ssh lowercases the host name, not the patterns: `!WEB-02` excludes nothing
+    modules = perRelease [ { programs.ssh.matchBlocks.up = { host = "* !WEB-02 !EXTRA-HOST"; identityFile = "~/.ssh/id_personal"; }; } ] [
+      { programs.ssh.settings."* !WEB-02 !EXTRA-HOST".IdentityFile = "~/.ssh/id_personal"; }
+    ];
+    refused = "!WEB-02";
+  };
+  matchAll = {
+    modules = perRelease [ { programs.ssh.matchBlocks.m = { match = "all"; identityFile = "~/.ssh/id_m"; }; } ] [
+      { programs.ssh.settings."Match all".IdentityFile = "~/.ssh/id_m"; }
+    ];
+    refused = "in `Match all`";
+  };
+  matchNegatedHost = {
+    modules = perRelease [ { programs.ssh.matchBlocks.m = { match = "!host github.com"; identityFile = "~/.ssh/id_m"; }; } ] [
+      { programs.ssh.settings."Match !host github.com".IdentityFile = "~/.ssh/id_m"; }
+    ];
+    refused = "Match !host github.com";
+  };
+  globalIdentity = {
+    modules = both [ { programs.ssh.extraOptionOverrides.IdentityFile = "~/.ssh/id_personal"; } ];
+    refused = "before any Host block";
+  };
+  globalUser = {
+    modules = both [ { programs.ssh.extraOptionOverrides.User = "bob"; } ];
+    refused = "User bob";
+  };
+  globalNoIdentitiesOnly = {
+    modules = both [ { programs.ssh.extraOptionOverrides.IdentitiesOnly = "no"; } ];
+    refused = "IdentitiesOnly no";
+  };
+  globalHarmless = {
+    modules = both [ { programs.ssh.extraOptionOverrides = { IdentitiesOnly = "yes"; ServerAliveInterval = "30"; }; } ];
+    refused = null;
+  };
+  extraConfig = {
+    modules = perRelease [
+      {
+        programs.ssh.matchBlocks."*".forwardAgent = false;
+        programs.ssh.extraConfig = "identityfile ~/.ssh/id_personal";
+      }
+    ] [
+      {
+        programs.ssh.settings."*".ForwardAgent = false;
+        programs.ssh.extraConfig = "identityfile ~/.ssh/id_personal";
+      }
+    ];
+    refused = "identityfile ~/.ssh/id_personal";
+  };
+  includes = {
+    modules = both [ { programs.ssh.includes = [ "~/.ssh/config.d/*" ]; } ];
+    refused = "allowIncludes";
+  };
+  includesAllowed = {
+    modules = both [
+      {
+        programs.ssh.includes = [ "~/.ssh/config.d/*" ];
+        programs.diagClient.allowIncludes = true;
+      }
+    ];
+    refused = null;
+  };
+  # a value with a newline writes lines of its own
+  newline = {
+    modules = perRelease [ { programs.ssh.matchBlocks.foo.user = "x\nHost web-02\n  IdentityFile ~/.ssh/inj"; } ] [
+      { programs.ssh.settings.foo.User = "x\nHost web-02\n  IdentityFile ~/.ssh/inj"; }
+    ];
+    refused = "IdentityFile ~/.ssh/inj";
+  };
+  # a `Host` directive inside a freeform block starts a block of its own
+  nestedHost = {
+    modules = perRelease [ { programs.ssh.matchBlocks.foo.extraOptions = { Host = "web-02"; IdentityFile = "~/.ssh/nested"; }; } ] [
+      { programs.ssh.settings.foo = { Host = "web-02"; IdentityFile = "~/.ssh/nested"; }; }
+    ];
+    refused = "IdentityFile ~/.ssh/nested";
+  };
+  # home-manager 26.05 still takes matchBlocks (with its warning) and converts them
+  legacyMatchBlocks = {
+    modules = both [ { programs.ssh.matchBlocks.webs = { host = "web-*"; identityFile = "~/.ssh/id_personal"; }; } ];
+    refused = "in `Host web-*`";
+  };
+  ownBlockCertificate = {
+    modules = perRelease [ { programs.ssh.matchBlocks.web-02.certificateFile = "~/.ssh/c.pub"; } ] [
+      { programs.ssh.settings.web-02.CertificateFile = "~/.ssh/c.pub"; }
+    ];
+    refused = "CertificateFile ~/.ssh/c.pub";
+  };
+}

@@ -17,9 +17,12 @@ let
   sshKeys = import "${pkgs.path}/nixos/tests/ssh-keys.nix" pkgs;
   planted = "PLANTED-SECRET-4b1d";
   # The client's ssh configuration comes from nix/client.nix, evaluated with a stand-in
-  # for home-manager's programs.ssh (a NixOS test node has no home-manager) and written
-  # as home-manager writes ~/.ssh/config.
-  hmSsh = import ./hm-ssh.nix { inherit (pkgs) lib; };
+  # for home-manager 26.05's programs.ssh (a NixOS test node has no home-manager) and
+  # written as home-manager writes ~/.ssh/config.
+  hmSsh = import ./hm-ssh.nix {
+    inherit (pkgs) lib;
+    release = "26.05";
+  };
   clientConfig =
     (pkgs.lib.evalModules {
       modules = [
@@ -32,9 +35,9 @@ let
             hosts.server.hostname = "server";
           };
           # what the agent's machine has besides: a broad block with a personal key
-          programs.ssh.matchBlocks.personal = {
-            host = "* !server !web-02 !web-02.cloonar.com";
-            identityFile = "/root/.ssh/id_personal";
+          programs.ssh.settings.personal = {
+            header = "Host * !server !web-02 !web-02.cloonar.com";
+            IdentityFile = "/root/.ssh/id_personal";
           };
         }
       ];
@@ -42,6 +45,7 @@ let
   failedClientAssertions = map (a: a.message) (pkgs.lib.filter (a: !a.assertion) clientConfig.assertions);
 in
 assert failedClientAssertions == [ ];
+assert clientConfig.warnings == [ ];
 pkgs.testers.runNixOSTest {
   name = "diag-wrapper-web-02";
 

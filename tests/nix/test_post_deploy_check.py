@@ -15,13 +15,14 @@ SECRET = "TOPSECRET-c0ffee"
 # A fake `ssh`: `-G HOST` prints client config; otherwise the last argument is
 # the remote command. MODE=good refuses like the wrapper; MODE=leaky lets
 # `cat` through; MODE=personal routes to the wrong user; MODE=twokeys lists a
-# second identity file (an IdentityFile in `Host *`).
+# second identity file (an IdentityFile in `Host *`); MODE=cert lists a certificate.
 FAKE_SSH = r"""#!/usr/bin/env bash
 if [ "$1" = -G ]; then
     if [ "$MODE" = personal ]; then echo "user alice"; echo "identitiesonly no"
     else echo "hostname web-02.cloonar.com"; echo "user diag"; echo "identitiesonly yes"; fi
     echo "identityfile /keys/diag"
     if [ "$MODE" = twokeys ]; then echo "identityfile /home/a/.ssh/id_personal"; fi
+    if [ "$MODE" = cert ]; then echo "certificatefile /home/a/.ssh/id_personal-cert.pub"; fi
     exit 0
 fi
 cmd="${@: -1}"
@@ -92,6 +93,13 @@ def test_fails_when_ssh_would_offer_another_identity_too(fake) -> None:
     r = fake("twokeys")
     assert r.returncode == 1
     assert "FAIL  client: web-02 -> identity files: /keys/diag /home/a/.ssh/id_personal" in r.stdout
+
+
+def test_fails_when_ssh_would_offer_a_certificate(fake) -> None:
+    r = fake("cert")
+    assert r.returncode == 1
+    assert "FAIL  client: web-02 -> certificate files: /home/a/.ssh/id_personal-cert.pub" in r.stdout
+    assert "PASS  client: web-02 -> no certificate" in fake("good").stdout
 
 
 def test_the_identity_must_be_the_diag_key_when_named(fake) -> None:

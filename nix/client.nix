@@ -9,8 +9,9 @@
 # web-02 (-> web-02.cloonar.com) is always included; more hosts can be added
 # under `hosts`.
 #
-# Each host becomes a block with `User diag`, the diag IdentityFile, `IdentitiesOnly yes`
-# and `IdentityAgent none`, ordered before every other block (both are DAGs in
+# Each host becomes a block with `User diag`, the diag IdentityFile, `IdentitiesOnly yes`,
+# `IdentityAgent none`, `ControlMaster no` and `ControlPath none` (a master made as
+# another user would carry the agent's commands) and `CanonicalizeHostname no`, ordered before every other block (both are DAGs in
 # home-manager): `programs.ssh.settings` with ssh's own directive names where that
 # option exists (home-manager 26.05, which deprecates matchBlocks with a warning),
 # `programs.ssh.matchBlocks` before (25.11).
@@ -47,8 +48,15 @@ let
   useSettings = options.programs.ssh ? settings;
   blocks = if useSettings then ssh.settings else ssh.matchBlocks;
   otherBlocks = lib.attrNames (removeAttrs blocks (lib.attrNames cfg.hosts));
+  # the file home-manager deploys must be that text: not another source, target or off
+  sshFile = config.home.file.".ssh/config" or null;
+  fileIsText =
+    sshFile != null
+    && (sshFile.enable or true)
+    && (sshFile.target or ".ssh/config") == ".ssh/config"
+    && (!(sshFile ? source) || (builtins.isAttrs sshFile.source && (sshFile.source.text or null) == sshFile.text));
   findings = (import ./ssh-config-check.nix { inherit lib; }).findings {
-    text = config.home.file.".ssh/config".text or "";
+    text = if sshFile != null && sshFile.text != null then sshFile.text else "";
     hosts = lib.mapAttrs (_: h: h.hostname) cfg.hosts;
     inherit (cfg) user identityFile allowIncludes;
   };
@@ -117,6 +125,10 @@ in
             message = "programs.diagClient.identityFile must be one absolute or ~/ path without spaces, quotes or '#' (ssh reads it as one word): ${cfg.identityFile}";
           }
           {
+            assertion = fileIsText;
+            message = "programs.diagClient: home.file.\".ssh/config\" is disabled, has another target, or its source is not the text programs.ssh renders, so what ssh reads is not what this module checked; configure ssh through programs.ssh";
+          }
+          {
             assertion = findings == [ ];
             message = "programs.diagClient: ~/.ssh/config would let ssh offer a diag host more than the diag key:\n  ${lib.concatStringsSep "\n  " findings}";
           }
@@ -142,6 +154,11 @@ in
                 IdentityFile = cfg.identityFile;
                 IdentitiesOnly = true;
                 IdentityAgent = "none";
+                # no shared connection (one made as another user would carry our commands)
+                ControlMaster = "no";
+                ControlPath = "none";
+                # no canonical name matched again against the other blocks
+                CanonicalizeHostname = false;
                 ForwardAgent = false;
                 ForwardX11 = false;
               }
@@ -159,6 +176,9 @@ in
                 inherit (cfg) user identityFile;
                 identitiesOnly = true;
                 identityAgent = "none";
+                controlMaster = "no";
+                controlPath = "none";
+                extraOptions.CanonicalizeHostname = "no";
                 forwardAgent = false;
                 forwardX11 = false;
               }

@@ -22,46 +22,77 @@
 let
   inherit (import ./ssh-patterns.nix { inherit lib; }) matches;
 
-  # arguments as readconf's argv_split sees them: quoted strings whole, '#' ends them
-  argsOf =
-    rest:
-    let
-      tokens = lib.filter builtins.isList (builtins.split "(\"[^\"]*\"|[^[:space:]\"]+)" rest);
-      words = map (t: lib.removeSuffix "\"" (lib.removePrefix "\"" (builtins.head t))) tokens;
-      upToComment =
-        ws:
-        if ws == [ ] || lib.hasPrefix "#" (builtins.head ws) then [ ] else [ (builtins.head ws) ] ++ upToComment (builtins.tail ws);
-    in
-    upToComment words;
-
+  # A line as readconf reads it: an optional '=', the keyword (maybe in double quotes),
+  # whitespace or '=', then the arguments: whole words or whole "double-quoted" words,
+  # an unquoted word starting with '#' ends them. Anything else ssh would read
+  # differently from a plain split (single quotes, backslashes, a quote inside a word,
+  # a stray quote, an empty keyword) is `opaque`: refused, never guessed at.
   parseLine =
     n: line:
     let
-      m = builtins.match "[[:space:]]*=?[[:space:]]*\"?([^[:space:]=\"]*)\"?[[:space:]]*=?[[:space:]]*(.*)" line;
-      kw = lib.toLower (builtins.elemAt m 0);
+      m = builtins.match "[[:space:]]*(=[[:space:]]*)?(\"([^\"]*)\"|([^[:space:]=\"]*))([[:space:]]*=[[:space:]]*|[[:space:]]+|$)(.*)" line;
+      quotedKw = builtins.elemAt m 2;
+      kw = lib.toLower (if quotedKw != null then quotedKw else builtins.elemAt m 3);
+      rest = builtins.elemAt m 5;
+      pieces = builtins.split "(\"[^\"]*\"|[^[:space:]\"]+)" rest;
+      seps = lib.filter builtins.isString pieces;
+      words = map (t: builtins.head t) (lib.filter builtins.isList pieces);
+      interior = if builtins.length seps > 2 then lib.sublist 1 (builtins.length seps - 2) seps else [ ];
+      plainRest =
+        !(lib.hasInfix "'" rest || lib.hasInfix "\\" rest)
+        && lib.all (x: builtins.match "[[:space:]]*" x != null) seps
+        && lib.all (x: x != "") interior;
+      upToComment =
+        ws: if ws == [ ] || lib.hasPrefix "#" (builtins.head ws) then [ ] else [ (builtins.head ws) ] ++ upToComment (builtins.tail ws);
+      unquote = w: if lib.hasPrefix "\"" w then lib.removeSuffix "\"" (lib.removePrefix "\"" w) else w;
+      opaque = {
+        inherit n;
+        kw = null;
+        opaque = true;
+        text = line;
+      };
     in
-    if m == null || kw == "" || lib.hasPrefix "#" kw then
+    if m == null then
+      (if builtins.match "[[:space:]]*" line != null then null else opaque)
+    else if quotedKw == null && lib.hasPrefix "#" kw then
       null
+    else if kw == "" then
+      (if quotedKw == null && builtins.match "[[:space:]]*" rest != null then null else opaque)
+    else if quotedKw != null && lib.hasPrefix "#" kw then
+      null
+    else if !plainRest then
+      opaque
     else
       {
-        inherit n kw;
-        args = argsOf (builtins.elemAt m 1);
+        inherit n;
+        # the obsolete spellings readconf still accepts
+        kw = { identityfile2 = "identityfile"; smartcarddevice = "pkcs11provider"; }.${kw} or kw;
+        opaque = false;
+        args = map unquote (upToComment words);
         text = line;
       };
 
-  # [ { header = null (the lines before any block) | line; lines = [ line ]; } ]
+  isHeader = l: l.kw == "host" || l.kw == "match";
+
+  # [ { header = null (the lines before any block) | line; lines = [ line ]; } ], in
+  # one pass over the lines
   blocksOf =
     text:
     let
       lines = lib.filter (l: l != null) (lib.imap1 parseLine (lib.splitString "\n" text));
-      step =
-        acc: l:
-        if l.kw == "host" || l.kw == "match" then
-          acc ++ [ { header = l; lines = [ ]; } ]
-        else
-          lib.init acc ++ [ ((lib.last acc) // { lines = (lib.last acc).lines ++ [ l ]; }) ];
+      count = builtins.length lines;
+      at = builtins.elemAt lines;
+      heads = lib.filter (i: isHeader (at i)) (lib.range 0 (count - 1));
+      starts = [ (-1) ] ++ heads;
+      ends = heads ++ [ count ];
     in
-    builtins.foldl' step [ { header = null; lines = [ ]; } ] lines;
+    lib.imap0 (
+      k: start:
+      {
+        header = if start < 0 then null else at start;
+        lines = builtins.genList (j: at (start + 1 + j)) (builtins.elemAt ends k - start - 1);
+      }
+    ) starts;
 
   # `Host` patterns: one accepting a candidate and no negated one; the positive
   # patterns are lowercased (matching more than ssh would), the negated ones are not.
@@ -113,6 +144,9 @@ let
       true
     else if h.kw == "host" then
       lib.any (hostLineAccepts h.args) names
+    # readconf splits Match criteria at '=' too (`host = x`): not modelled, so may match
+    else if lib.any (lib.hasInfix "=") h.args then
+      true
     else
       lib.all (list: lib.any (listAccepts list) names) (matchHostLists h.args);
 
@@ -122,8 +156,21 @@ let
 
   # keywords that add an identity (or files with more configuration)
   adding = [ "identityfile" "certificatefile" "include" ];
-  # keywords whose first value decides who we are and what we may offer
-  deciding = [ "user" "hostname" "identitiesonly" "identityagent" ];
+  # keywords whose first value decides who we are, what we may offer, and which
+  # connection carries it: the diag block sets each, so only a line before it counts
+  ours = {
+    identitiesonly = "yes";
+    identityagent = "none";
+    # a shared master (ControlMaster/ControlPath) would carry the diag host's commands
+    # over a connection made earlier as another user
+    controlmaster = "no";
+    controlpath = "none";
+    # a canonical name would be matched again against every block
+    canonicalizehostname = "no";
+  };
+  deciding = [ "user" "hostname" ] ++ lib.attrNames ours;
+  # yes/no as ssh reads them
+  norm = map (v: { true = "yes"; false = "no"; }.${lib.toLower v} or (lib.toLower v));
 
   findingsFor =
     {
@@ -143,17 +190,17 @@ let
       expected = {
         user = [ user ];
         hostname = [ hostname ];
-        identitiesonly = [ "yes" ];
-        identityagent = [ "none" ];
         identityfile = [ identityFile ];
-      };
-      harmless = l: (l.kw == "identitiesonly" && map lib.toLower l.args == [ "yes" ]) || (l.kw == "identityagent" && map lib.toLower l.args == [ "none" ]);
+      }
+      // lib.mapAttrs (_: v: [ v ]) ours;
+      # before our block, a line saying what ours says changes nothing
+      harmless = l: ours ? ${l.kw} && norm l.args == [ ours.${l.kw} ];
       # { at, alias, kind } where `at` names the line and its block
       flag =
         b: l:
         lib.optional (!(l.kw == "include" && allowIncludes)) {
           at = "${show l} ${headerText b}";
-          inherit alias;
+          inherit alias hostname;
           kind =
             if l.kw == "include" then
               "include"
@@ -176,11 +223,10 @@ let
             kw: want:
             let
               got = values kw own;
-            norm = vs: if lib.elem kw [ "identitiesonly" "identityagent" ] then map lib.toLower vs else vs;
             in
-            lib.optional (norm got != want) {
+            lib.optional ((if ours ? ${kw} then norm got else got) != want) {
               at = "the diag block `Host ${alias}` has ${kw} ${builtins.toJSON got}";
-              inherit alias;
+              inherit alias hostname;
               kind = "want ${builtins.toJSON want}";
             }
           ) expected
@@ -190,7 +236,7 @@ let
     in
     lib.optional (own == null) {
       at = "no `Host ${alias}` block in ~/.ssh/config";
-      inherit alias;
+      inherit alias hostname;
       kind = "missing";
     }
     ++ before
@@ -225,6 +271,9 @@ in
         }
       ) hosts
       );
+      opaque = map (l: "${show l}: ssh reads its quoting differently from a plain split (single quotes, backslashes, a quote inside a word); write it without them") (
+        lib.filter (l: l.opaque) (lib.concatMap (b: lib.optional (b.header != null) b.header ++ b.lines) blocks)
+      );
       # one finding per line, naming every diag host it reaches
       byLine = lib.groupBy (f: f.at) all;
     in
@@ -244,10 +293,11 @@ in
           else if kind == "missing" then
             "programs.diagClient writes it; was it overridden?"
           else if kind == "block" then
-            "exclude them from that block (e.g. `Host * ${lib.concatMapStringsSep " " (a: "!${a}") aliases}`)"
+            "exclude them from that block (e.g. `Host * ${lib.concatStringsSep " " (lib.unique (lib.concatMap (f: [ "!${f.alias}" "!${f.hostname}" ]) fs))}`; the host name counts too: ssh matches it when it parses the configuration again)"
           else
             lib.removePrefix "want " kind;
       in
       "${at}: ${if lib.hasPrefix "want " kind then "it must be" else "ssh would use it for ${lib.concatStringsSep ", " aliases};"} ${advice}"
-    ) (lib.unique (map (f: f.at) all));
+    ) (lib.unique (map (f: f.at) all))
+    ++ opaque;
 }

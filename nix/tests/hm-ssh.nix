@@ -105,6 +105,12 @@ let
       port = nullOr types.port;
       forwardAgent = nullOr types.bool;
       forwardX11 = mkOption { type = types.bool; default = false; };
+      forwardX11Trusted = mkOption { type = types.bool; default = false; };
+      addressFamily = nullOr (types.enum [ "any" "inet" "inet6" ]);
+      sendEnv = mkOption { type = types.listOf types.str; default = [ ]; };
+      checkHostIP = mkOption { type = types.bool; default = true; };
+      proxyCommand = nullOr types.str;
+      proxyJump = nullOr types.str;
       identitiesOnly =
         if v2605 then nullOr types.bool else mkOption { type = types.bool; default = false; };
       identityFile = listOrNull;
@@ -149,12 +155,18 @@ let
       ++ val "Port" b.port
       ++ val "ForwardAgent" b.forwardAgent
       ++ opt b.forwardX11 "ForwardX11 yes"
+      ++ opt b.forwardX11Trusted "ForwardX11Trusted yes"
       ++ opt b.identitiesOnly "IdentitiesOnly yes"
       ++ val "User" b.user
       ++ val "HostName" b.hostname
+      ++ val "AddressFamily" b.addressFamily
+      ++ opt (b.sendEnv != [ ]) "SendEnv ${lib.concatStringsSep " " b.sendEnv}"
       ++ val "ServerAliveInterval" b.serverAliveInterval
       ++ val "ServerAliveCountMax" b.serverAliveCountMax
       ++ val "Compression" b.compression
+      ++ opt (!b.checkHostIP) "CheckHostIP no"
+      ++ val "ProxyCommand" b.proxyCommand
+      ++ val "ProxyJump" b.proxyJump
       ++ val "AddKeysToAgent" b.addKeysToAgent
       ++ val "HashKnownHosts" b.hashKnownHosts
       ++ val "UserKnownHostsFile" b.userKnownHostsFile
@@ -206,13 +218,28 @@ let
       Port = b.port;
       ForwardAgent = b.forwardAgent;
       ForwardX11 = if b.forwardX11 then true else null;
+      ForwardX11Trusted = if b.forwardX11Trusted then true else null;
       IdentitiesOnly = b.identitiesOnly;
       IdentityFile = b.identityFile;
       IdentityAgent = b.identityAgent;
       User = b.user;
       HostName = b.hostname;
+      ServerAliveInterval = b.serverAliveInterval;
+      ServerAliveCountMax = b.serverAliveCountMax;
+      SendEnv = b.sendEnv;
+      Compression = b.compression;
+      CheckHostIP = if b.checkHostIP then null else false;
+      ProxyCommand = b.proxyCommand;
+      ProxyJump = b.proxyJump;
       CertificateFile = b.certificateFile;
-      inherit (b) extraOptions;
+      AddressFamily = b.addressFamily;
+      AddKeysToAgent = b.addKeysToAgent;
+      HashKnownHosts = b.hashKnownHosts;
+      UserKnownHostsFile = b.userKnownHostsFile;
+      ControlMaster = b.controlMaster;
+      ControlPath = b.controlPath;
+      ControlPersist = b.controlPersist;
+      __hmSshBlockExtraOptions = b.extraOptions;
     };
   render = v: if builtins.isBool v then yn v else toString v;
   # a list is one line per value, except the directives that take a list on one line
@@ -228,16 +255,19 @@ let
       [ "${indent}${k} ${lib.concatMapStringsSep " " render (lib.toList v)}" ]
     else
       map (x: "${indent}${k} ${render x}") (lib.toList v);
+  # a settings block's own `extraOptions` is refused (an assertion) and not written;
+  # converted matchBlocks' extraOptions follow the directives, one "  key value\n" each
   block2605 =
     b:
     let
-      s = removeAttrs b [ "header" "extraOptions" ];
+      extra = b.__hmSshBlockExtraOptions or { };
+      s = removeAttrs b [ "header" "extraOptions" "__hmSshBlockExtraOptions" ];
       names = lib.optional (s ? IgnoreUnknown) "IgnoreUnknown" ++ lib.filter (n: n != "IgnoreUnknown") (lib.attrNames s);
     in
     lib.concatStringsSep "\n" (
       [ b.header ]
       ++ lib.concatMap (n: directive "  " n s.${n}) names
-      ++ lib.mapAttrsToList (n: v: "  ${n} ${v}") (b.extraOptions or { })
+      ++ lib.optional (extra != { }) (lib.concatStrings (lib.mapAttrsToList (n: v: "  ${n} ${v}\n") extra))
     );
   text2605 =
     s:
@@ -254,6 +284,33 @@ let
     in
     lib.optionalString (sections != [ ]) (lib.concatStringsSep "\n\n" sections + "\n");
 
+  # home-manager's file type, as far as a text file goes: `source` defaults to the
+  # text written to the store (nixpkgs' writeTextFile keeps `text` on the derivation)
+  homeFile = mkOption {
+    type = types.attrsOf (
+      types.submodule (
+        { name, config, ... }:
+        {
+          options = {
+            enable = mkOption { type = types.bool; default = true; };
+            target = mkOption { type = types.str; default = name; };
+            text = mkOption { type = types.nullOr types.lines; default = null; };
+            source = mkOption { type = types.unspecified; };
+          };
+          config.source = lib.mkIf (config.text != null) (
+            lib.mkDefault {
+              type = "derivation";
+              name = "hm_${lib.replaceStrings [ "/" ] [ "" ] name}";
+              outPath = "/nix/store/00000000000000000000000000000000-hm-file";
+              inherit (config) text;
+            }
+          );
+        }
+      )
+    );
+    default = { };
+  };
+
   module =
     { config, ... }:
     let
@@ -269,10 +326,7 @@ let
           type = types.listOf types.str;
           default = [ ];
         };
-        home.file = mkOption {
-          type = types.attrsOf (types.submodule { options.text = mkOption { type = types.nullOr types.lines; default = null; }; });
-          default = { };
-        };
+        home.file = homeFile;
         programs.ssh = {
           enable = mkOption {
             type = types.bool;
@@ -319,6 +373,12 @@ let
             ];
           }
           (lib.optionalAttrs v2605 {
+            assertions = [
+              {
+                assertion = lib.all (e: (e.data.extraOptions or { }) == { }) (lib.attrValues s.settings);
+                message = "`programs.ssh.settings.*.extraOptions` is not supported.";
+              }
+            ];
             programs.ssh.settings = lib.mapAttrs (_: e: e // { data = legacySettings e.data; }) s.matchBlocks;
             warnings =
               lib.optional (s.matchBlocks != { }) "`programs.ssh.matchBlocks` is deprecated. Use `programs.ssh.settings`."
@@ -335,6 +395,6 @@ let
     };
 in
 {
-  inherit dagTopoSort module;
+  inherit dagTopoSort module homeFile;
   sshConfigText = cfg: cfg.home.file.".ssh/config".text;
 }

@@ -144,4 +144,81 @@ in
     ];
     refused = "CertificateFile ~/.ssh/c.pub";
   };
+  # readconf's obsolete spelling of IdentityFile
+  identityFile2 = {
+    modules = perRelease [ { programs.ssh.extraOptionOverrides.IdentityFile2 = "~/.ssh/personal"; } ] [
+      { programs.ssh.settings."*".IdentityFile2 = "~/.ssh/personal"; }
+    ];
+    refused = "IdentityFile2 ~/.ssh/personal";
+  };
+  # readconf splits Match criteria at '=' too
+  matchEquals = {
+    modules = perRelease [ { programs.ssh.matchBlocks.work = { match = "host = *.cloonar.com"; identityFile = "~/.ssh/work"; }; } ] [
+      { programs.ssh.settings."Match host = *.cloonar.com".IdentityFile = "~/.ssh/work"; }
+    ];
+    refused = "IdentityFile ~/.ssh/work";
+  };
+  # connection sharing and canonical names for every host: ours say no first
+  sharingForOthers = {
+    modules = perRelease [
+      {
+        programs.ssh.matchBlocks."*" = { controlMaster = "auto"; controlPath = "~/.ssh/cm-%h-%p"; controlPersist = "10m"; extraOptions.CanonicalizeHostname = "yes"; };
+      }
+    ] [
+      {
+        programs.ssh.settings."*" = { ControlMaster = "auto"; ControlPath = "~/.ssh/cm-%h-%p"; ControlPersist = "10m"; CanonicalizeHostname = true; };
+      }
+    ];
+    refused = null;
+  };
+  globalSharing = {
+    modules = both [ { programs.ssh.extraOptionOverrides = { ControlMaster = "auto"; ControlPath = "~/.ssh/cm-%h-%p"; }; } ];
+    refused = "ControlMaster auto";
+  };
+  globalCanonical = {
+    modules = both [ { programs.ssh.extraOptionOverrides.CanonicalizeHostname = "yes"; } ];
+    refused = "CanonicalizeHostname yes";
+  };
+  # quoting ssh reads differently from a plain split
+  singleQuotes = {
+    modules = perRelease [ { programs.ssh.matchBlocks.q = { host = "'web-02'"; identityFile = "~/.ssh/q"; }; } ] [
+      { programs.ssh.settings."'web-02'".IdentityFile = "~/.ssh/q"; }
+    ];
+    refused = "quoting";
+  };
+  quoteInKeyword = {
+    modules = both [ { programs.ssh.extraOptionOverrides."U\"ser\"" = "root"; } ];
+    refused = "quoting";
+  };
+  # what ssh reads is the deployed file: it must be the rendered text
+  fileSource = {
+    modules = both [ { home.file.".ssh/config".source = "/elsewhere/ssh_config"; } ];
+    refused = "its source is not the text";
+    notTheText = true;
+  };
+  fileDisabled = {
+    modules = both [ { home.file.".ssh/config".enable = false; } ];
+    refused = "is disabled";
+    notTheText = true;
+  };
+  # the typed options beyond the diag block's, and extraOptions, as each release writes them
+  legacyRich = {
+    modules = both [
+      {
+        programs.ssh.matchBlocks.gh = {
+          host = "github.com";
+          user = "git";
+          serverAliveInterval = 60;
+          proxyJump = "bastion";
+          controlMaster = "auto";
+          controlPath = "~/.ssh/cm-%r@%h";
+          checkHostIP = false;
+          sendEnv = [ "LANG" "LC_*" ];
+          addressFamily = "inet";
+          extraOptions.PubkeyAcceptedAlgorithms = "+ssh-rsa";
+        };
+      }
+    ];
+    refused = null;
+  };
 }

@@ -642,6 +642,7 @@ let
       in
       {
         inherit (c) refused;
+        notTheText = c.notTheText or false;
         failed = clientFailed cfg;
         inherit (cfg) warnings;
         text = cfg.home.file.".ssh/config".text;
@@ -914,6 +915,9 @@ let
         IdentityFile = diagKey;
         IdentitiesOnly = true;
         IdentityAgent = "none";
+        ControlMaster = "no";
+        ControlPath = "none";
+        CanonicalizeHostname = false;
         ForwardAgent = false;
         ForwardX11 = false;
       }
@@ -930,11 +934,16 @@ let
       mentions "one absolute or ~/ path" (clientFailed (evalClient "26.05" [ { programs.diagClient.identityFile = lib.mkForce "/run/secrets/a key"; } ]));
     "client: the reader: a block after ours may set User, not IdentityFile" =
       sshCheck.findings {
-        text = "Host web-02\n User diag\n HostName h\n IdentityFile /k\n IdentitiesOnly yes\n IdentityAgent none\nHost *\n User bob\n";
+        text = "Host web-02\n User diag\n HostName h\n IdentityFile /k\n IdentitiesOnly yes\n IdentityAgent none\n ControlMaster no\n ControlPath none\n CanonicalizeHostname no\nHost *\n User bob\n ControlMaster auto\n";
         hosts.web-02 = "h";
         user = "diag";
         identityFile = "/k";
       } == [ ];
+    "client: the reader: quoting it does not model is refused, not guessed at" =
+      let
+        opaque = t: builtins.length (sshCheck.findings { text = "Host web-02\n User diag\n${t}\n"; hosts.web-02 = "web-02"; user = "diag"; identityFile = "/k"; });
+      in
+      lib.all (t: opaque t > opaque "") [ "Host 'web-02'" "I\"dentityFile\" x" "User \"a\"b" "User a\\ b" "\"\" IdentityFile x" "==User x" ];
     "client: the reader: quoted keyword, '=' and a comment" =
       map (l: [ l.kw l.args ]) (lib.concatMap (b: b.lines) (sshCheck.blocksOf "\"IdentityFile\" \"~/a b\" # c\n=User=bob\n# IdentityFile x\n"))
       == [ [ "identityfile" [ "~/a b" ] ] [ "user" [ "bob" ] ] ];

@@ -22,10 +22,8 @@ let
       warnings = mkOption { type = types.listOf types.str; default = [ ]; };
       meta = mkOption { type = types.attrsOf types.unspecified; default = { }; };
       home.packages = mkOption { type = types.listOf types.unspecified; default = [ ]; };
-      home.file = mkOption {
-        type = types.attrsOf (types.submodule { options.text = mkOption { type = types.nullOr types.lines; default = null; }; });
-        default = { };
-      };
+      # home-manager's file type for a text file, as the stand-in models it
+      home.file = (import ../../nix/tests/hm-ssh.nix { inherit lib; }).homeFile;
     };
     config._module.args.pkgs = { };
   };
@@ -56,6 +54,8 @@ in
       cfg = (evalClient c.modules.${release}).config;
     in
     {
+      inherit (c) refused;
+      notTheText = c.notTheText or false;
       failed = map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
       inherit (cfg) warnings;
       text = cfg.home.file.".ssh/config".text;

@@ -15,7 +15,8 @@ SECRET = "TOPSECRET-c0ffee"
 # A fake `ssh`: `-G HOST` prints client config; otherwise the last argument is
 # the remote command. MODE=good refuses like the wrapper; MODE=leaky lets
 # `cat` through; MODE=personal routes to the wrong user; MODE=twokeys lists a
-# second identity file (an IdentityFile in `Host *`); MODE=cert lists a certificate.
+# second identity file (an IdentityFile in `Host *`); MODE=cert lists a certificate;
+# MODE=shared a ControlPath (connection sharing).
 FAKE_SSH = r"""#!/usr/bin/env bash
 if [ "$1" = -G ]; then
     if [ "$MODE" = personal ]; then echo "user alice"; echo "identitiesonly no"
@@ -23,6 +24,8 @@ if [ "$1" = -G ]; then
     echo "identityfile /keys/diag"
     if [ "$MODE" = twokeys ]; then echo "identityfile /home/a/.ssh/id_personal"; fi
     if [ "$MODE" = cert ]; then echo "certificatefile /home/a/.ssh/id_personal-cert.pub"; fi
+    if [ "$MODE" = shared ]; then echo "controlmaster auto"; echo "controlpath /home/a/.ssh/cm-%h"
+    else echo "controlmaster false"; fi
     exit 0
 fi
 cmd="${@: -1}"
@@ -100,6 +103,13 @@ def test_fails_when_ssh_would_offer_a_certificate(fake) -> None:
     assert r.returncode == 1
     assert "FAIL  client: web-02 -> certificate files: /home/a/.ssh/id_personal-cert.pub" in r.stdout
     assert "PASS  client: web-02 -> no certificate" in fake("good").stdout
+
+
+def test_fails_when_ssh_would_share_a_connection(fake) -> None:
+    r = fake("shared")
+    assert r.returncode == 1
+    assert "FAIL  client: web-02 -> ControlMaster 'auto', ControlPath '/home/a/.ssh/cm-%h'" in r.stdout
+    assert "PASS  client: web-02 -> no shared connection" in fake("good").stdout
 
 
 def test_the_identity_must_be_the_diag_key_when_named(fake) -> None:

@@ -11,10 +11,10 @@
 #
 # Each host becomes a block with `User diag`, the diag IdentityFile, `IdentitiesOnly yes`,
 # `IdentityAgent none`, `ControlMaster no` and `ControlPath none` (a master made as
-# another user would carry the agent's commands) and `CanonicalizeHostname no`, ordered before every other block (both are DAGs in
-# home-manager): `programs.ssh.settings` with ssh's own directive names where that
-# option exists (home-manager 26.05, which deprecates matchBlocks with a warning),
-# `programs.ssh.matchBlocks` before (25.11).
+# another user would carry the agent's commands) and `CanonicalizeHostname no`, ordered
+# before every other block (both are DAGs in home-manager): `programs.ssh.settings`
+# with ssh's own directive names where that option exists (home-manager 26.05, which
+# deprecates matchBlocks with a warning), `programs.ssh.matchBlocks` before (25.11).
 #
 # What real ssh does with several matching blocks (ssh_config(5)): for most keywords
 # the first value obtained wins (so our block, first, decides User and HostName), but
@@ -61,7 +61,7 @@ let
     inherit (cfg) user identityFile allowIncludes;
   };
   # one word, as ssh reads an IdentityFile argument
-  plainPath = p: builtins.match "(/|~/)[^[:space:]\"'#]+" p != null;
+  plainPath = p: builtins.match "(/|~/)[^[:space:]\"'#\\]+" p != null;
 
   hostModule =
     { name, ... }:
@@ -122,7 +122,7 @@ in
         assertions = [
           {
             assertion = plainPath cfg.identityFile;
-            message = "programs.diagClient.identityFile must be one absolute or ~/ path without spaces, quotes or '#' (ssh reads it as one word): ${cfg.identityFile}";
+            message = "programs.diagClient.identityFile must be one absolute or ~/ path without spaces, quotes, backslashes or '#' (ssh reads it as one word): ${cfg.identityFile}";
           }
           {
             assertion = fileIsText;

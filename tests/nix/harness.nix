@@ -930,8 +930,9 @@ let
     "client: the default config is opted out of" = !client.programs.ssh.enableDefaultConfig && !client2511.programs.ssh.enableDefaultConfig;
     "client: diag blocks come before every other block" =
       map (e: e.name) ((hmFor "26.05").dagTopoSort (evalClient "26.05" clientCases.broad.modules."26.05").programs.ssh.settings) == [ "extra-host" "web-02" "a-web-*" "other" ];
-    "client: an identity file that ssh would split is refused" =
-      mentions "one absolute or ~/ path" (clientFailed (evalClient "26.05" [ { programs.diagClient.identityFile = lib.mkForce "/run/secrets/a key"; } ]));
+    "client: an identity file that ssh would split is refused" = lib.all (
+      p: mentions "one absolute or ~/ path" (clientFailed (evalClient "26.05" [ { programs.diagClient.identityFile = lib.mkForce p; } ]))
+    ) [ "/run/secrets/a key" "/run/secrets/a\\b" "/run/secrets/\"k\"" "relative/key" ];
     "client: the reader: a block after ours may set User, not IdentityFile" =
       sshCheck.findings {
         text = "Host web-02\n User diag\n HostName h\n IdentityFile /k\n IdentitiesOnly yes\n IdentityAgent none\n ControlMaster no\n ControlPath none\n CanonicalizeHostname no\nHost *\n User bob\n ControlMaster auto\n";

@@ -9,10 +9,11 @@
 # web-02 (-> web-02.cloonar.com) is always included; more hosts can be added
 # under `hosts`.
 #
-# Each host becomes a block with `User diag`, the diag IdentityFile, `IdentitiesOnly yes`,
-# `IdentityAgent none`, `ControlMaster no` and `ControlPath none` (a master made as
-# another user would carry the agent's commands) and `CanonicalizeHostname no`, ordered
-# before every other block (both are DAGs in home-manager): `programs.ssh.settings`
+# Each host becomes a block `Host <alias> <hostname>` with `User diag`, its Port, the
+# diag IdentityFile, `IdentitiesOnly yes`, `IdentityAgent none`, `PKCS11Provider none`,
+# `ControlMaster no`, `ControlPath none`, `ProxyJump none` and `ProxyCommand none` (a
+# master made as another user, or a jump, would carry or authenticate the agent's
+# connection otherwise) and `CanonicalizeHostname no`, ordered before every other block (both are DAGs in home-manager): `programs.ssh.settings`
 # with ssh's own directive names where that option exists (home-manager 26.05, which
 # deprecates matchBlocks with a warning), `programs.ssh.matchBlocks` before (25.11).
 #
@@ -48,18 +49,35 @@ let
   useSettings = options.programs.ssh ? settings;
   blocks = if useSettings then ssh.settings else ssh.matchBlocks;
   otherBlocks = lib.attrNames (removeAttrs blocks (lib.attrNames cfg.hosts));
-  # the file home-manager deploys must be that text: not another source, target or off
+  # the file home-manager deploys must be that text: not another source, target or off,
+  # and no other home.file entry may put something at ~/.ssh/config (a directory
+  # linked at ~/.ssh or ~, a target spelled `.ssh//config`)
   sshFile = config.home.file.".ssh/config" or null;
+  targetParts = t: lib.filter (p: p != "" && p != ".") (lib.splitString "/" t);
+  reachesConfig =
+    t:
+    let
+      p = targetParts t;
+    in
+    lib.hasPrefix "/" t || lib.elem ".." p || lib.take (builtins.length p) [ ".ssh" "config" ] == p;
+  otherFiles = lib.attrNames (
+    lib.filterAttrs (n: f: n != ".ssh/config" && (f.enable or true) && reachesConfig (f.target or n)) (config.home.file or { })
+  );
   fileIsText =
     sshFile != null
     && (sshFile.enable or true)
-    && (sshFile.target or ".ssh/config") == ".ssh/config"
+    && targetParts (sshFile.target or ".ssh/config") == [ ".ssh" "config" ]
     && (!(sshFile ? source) || (builtins.isAttrs sshFile.source && (sshFile.source.text or null) == sshFile.text));
   findings = (import ./ssh-config-check.nix { inherit lib; }).findings {
     text = if sshFile != null && sshFile.text != null then sshFile.text else "";
-    hosts = lib.mapAttrs (_: h: h.hostname) cfg.hosts;
+    hosts = lib.mapAttrs (_: h: {
+      inherit (h) hostname;
+      port = portOf h;
+    }) cfg.hosts;
     inherit (cfg) user identityFile allowIncludes;
   };
+  portOf = h: if h.port == null then 22 else h.port;
+  headerOf = name: h: lib.concatStringsSep " " (lib.unique [ name h.hostname ]);
   # one word, as ssh reads an IdentityFile argument
   plainPath = p: builtins.match "(/|~/)[^[:space:]\"'#\\]+" p != null;
 
@@ -129,6 +147,10 @@ in
             message = "programs.diagClient: home.file.\".ssh/config\" is disabled, has another target, or its source is not the text programs.ssh renders, so what ssh reads is not what this module checked; configure ssh through programs.ssh";
           }
           {
+            assertion = otherFiles == [ ];
+            message = "programs.diagClient: home.file ${lib.concatStringsSep ", " otherFiles} could put another file at ~/.ssh/config (a target of ~, ~/.ssh, an absolute path or one with '..'); ssh would read that instead of what this module checked";
+          }
+          {
             assertion = findings == [ ];
             message = "programs.diagClient: ~/.ssh/config would let ssh offer a diag host more than the diag key:\n  ${lib.concatStringsSep "\n  " findings}";
           }
@@ -148,7 +170,8 @@ in
           {
             programs.ssh.settings = lib.mapAttrs (name: h: {
               data = {
-                header = "Host ${name}";
+                header = "Host ${headerOf name h}";
+                Port = portOf h;
                 User = cfg.user;
                 HostName = h.hostname;
                 IdentityFile = cfg.identityFile;
@@ -157,12 +180,16 @@ in
                 # no shared connection (one made as another user would carry our commands)
                 ControlMaster = "no";
                 ControlPath = "none";
+                # no connection through another (a jump authenticates to its own host)
+                ProxyJump = "none";
+                ProxyCommand = "none";
+                # no token keys (offered before every IdentityFile)
+                PKCS11Provider = "none";
                 # no canonical name matched again against the other blocks
                 CanonicalizeHostname = false;
                 ForwardAgent = false;
                 ForwardX11 = false;
-              }
-              // lib.optionalAttrs (h.port != null) { Port = h.port; };
+              };
               before = otherBlocks;
               after = [ ];
             }) cfg.hosts;
@@ -171,18 +198,23 @@ in
           {
             programs.ssh.matchBlocks = lib.mapAttrs (name: h: {
               data = {
-                host = name;
+                host = headerOf name h;
+                port = portOf h;
                 inherit (h) hostname;
                 inherit (cfg) user identityFile;
                 identitiesOnly = true;
                 identityAgent = "none";
                 controlMaster = "no";
                 controlPath = "none";
-                extraOptions.CanonicalizeHostname = "no";
+                proxyJump = "none";
+                proxyCommand = "none";
+                extraOptions = {
+                  PKCS11Provider = "none";
+                  CanonicalizeHostname = "no";
+                };
                 forwardAgent = false;
                 forwardX11 = false;
-              }
-              // lib.optionalAttrs (h.port != null) { inherit (h) port; };
+              };
               before = otherBlocks;
               after = [ ];
             }) cfg.hosts;

@@ -14,7 +14,8 @@
 #   - for most keywords the first value obtained wins; IdentityFile and CertificateFile
 #     accumulate over every matching block; Include reads files this module cannot see.
 #
-# findings { text, hosts = { alias = hostname; }, user, identityFile, allowIncludes }
+# findings { text, hosts = { alias = hostname or { hostname, port ? 22 }; }, user,
+#            identityFile, allowIncludes }
 # lists, per diag alias, every line that could give it another identity, user or host,
 # and what its own block lacks; [ ] means `ssh -G alias` shows exactly the diag key.
 { lib }:
@@ -22,29 +23,48 @@
 let
   inherit (import ./ssh-patterns.nix { inherit lib; }) matches;
 
-  # A line as readconf reads it: an optional '=', the keyword (maybe in double quotes),
-  # whitespace or '=', then the arguments: whole words or whole "double-quoted" words,
-  # an unquoted word starting with '#' ends them. Anything else ssh would read
-  # differently from a plain split (single quotes, backslashes, a quote inside a word,
-  # a stray quote, an empty keyword) is `opaque`: refused, never guessed at.
+  # A line as readconf reads it: an optional '=', the keyword, spaces/tabs or '=', then
+  # the arguments: whole words or whole "double-quoted" words; an unquoted word
+  # starting with '#' ends them. Where ssh could read the keyword differently (a quoted
+  # keyword, whose '=' ssh keeps as part of the next word; control characters other
+  # than tab, which Nix's [[:space:]] would split at and ssh does not; an empty keyword)
+  # the line is `opaque` and refused. Where only the arguments could read differently
+  # (single quotes, backslashes, a quote inside a word) it is `fuzzy`: a header that
+  # may match anything, a value that equals nothing.
+  ws = "[ \t]";
   parseLine =
     n: line:
     let
-      m = builtins.match "[[:space:]]*(=[[:space:]]*)?(\"([^\"]*)\"|([^[:space:]=\"]*))([[:space:]]*=[[:space:]]*|[[:space:]]+|$)(.*)" line;
-      quotedKw = builtins.elemAt m 2;
-      kw = lib.toLower (if quotedKw != null then quotedKw else builtins.elemAt m 3);
-      rest = builtins.elemAt m 5;
-      pieces = builtins.split "(\"[^\"]*\"|[^[:space:]\"]+)" rest;
+      m = builtins.match "${ws}*(=${ws}*)?([^ \t=\"]*)(${ws}*=${ws}*|${ws}+|$)(.*)" line;
+      kw = lib.toLower (builtins.elemAt m 1);
+      rest = builtins.elemAt m 3;
+      pieces = builtins.split "(\"[^\"]*\"|[^ \t\"]+)" rest;
       seps = lib.filter builtins.isString pieces;
       words = map (t: builtins.head t) (lib.filter builtins.isList pieces);
       interior = if builtins.length seps > 2 then lib.sublist 1 (builtins.length seps - 2) seps else [ ];
       plainRest =
         !(lib.hasInfix "'" rest || lib.hasInfix "\\" rest)
-        && lib.all (x: builtins.match "[[:space:]]*" x != null) seps
+        && lib.all (x: builtins.match "${ws}*" x != null) seps
         && lib.all (x: x != "") interior;
       upToComment =
         ws: if ws == [ ] || lib.hasPrefix "#" (builtins.head ws) then [ ] else [ (builtins.head ws) ] ++ upToComment (builtins.tail ws);
+      # the words before the first one this check could misread (for a Match line,
+      # whose criteria all must hold: a criterion among them that fails is enough)
+      clean =
+        i:
+        let
+          w = builtins.elemAt words i;
+          sep = builtins.elemAt seps i;
+          quoted = lib.hasPrefix "\"" w;
+        in
+        !(lib.hasInfix "'" w || lib.hasInfix "\\" w)
+        && builtins.match "${ws}*" sep != null
+        && (i == 0 || sep != "")
+        && !(!quoted && (lib.hasInfix "=" w || lib.hasPrefix "#" w));
+      cleanCount = lib.findFirst (i: !clean i) (builtins.length words) (lib.range 0 (builtins.length words - 1));
       unquote = w: if lib.hasPrefix "\"" w then lib.removeSuffix "\"" (lib.removePrefix "\"" w) else w;
+      blank = builtins.match "${ws}*" line != null;
+      control = builtins.match ".*[[:cntrl:]].*" (lib.replaceStrings [ "\t" ] [ "" ] line) != null;
       opaque = {
         inherit n;
         kw = null;
@@ -52,15 +72,13 @@ let
         text = line;
       };
     in
-    if m == null then
-      (if builtins.match "[[:space:]]*" line != null then null else opaque)
-    else if quotedKw == null && lib.hasPrefix "#" kw then
+    if blank then
+      null
+    else if control || m == null then
+      opaque
+    else if lib.hasPrefix "#" kw then
       null
     else if kw == "" then
-      (if quotedKw == null && builtins.match "[[:space:]]*" rest != null then null else opaque)
-    else if quotedKw != null && lib.hasPrefix "#" kw then
-      null
-    else if !plainRest then
       opaque
     else
       {
@@ -68,7 +86,9 @@ let
         # the obsolete spellings readconf still accepts
         kw = { identityfile2 = "identityfile"; smartcarddevice = "pkcs11provider"; }.${kw} or kw;
         opaque = false;
+        fuzzy = !plainRest;
         args = map unquote (upToComment words);
+        cleanArgs = map unquote (lib.take cleanCount words);
         text = line;
       };
 
@@ -143,16 +163,15 @@ let
     if h == null then
       true
     else if h.kw == "host" then
-      lib.any (hostLineAccepts h.args) names
-    # readconf splits Match criteria at '=' too (`host = x`): not modelled, so may match
-    else if lib.any (lib.hasInfix "=") h.args then
-      true
+      h.fuzzy || lib.any (hostLineAccepts h.args) names
     else
-      lib.all (list: lib.any (listAccepts list) names) (matchHostLists h.args);
+      # the criteria read before anything unclear (readconf also splits them at '=');
+      # one positive host criterion among them that accepts no name rules the block out
+      lib.all (list: lib.any (listAccepts list) names) (matchHostLists h.cleanArgs);
 
   show = l: "line ${toString l.n} `${lib.trim l.text}`";
   headerText = b: if b.header == null then "before any Host block" else "in `${lib.trim b.header.text}`";
-  values = kw: b: map (l: lib.concatStringsSep " " l.args) (lib.filter (l: l.kw == kw) b.lines);
+  values = kw: b: map (l: if l.fuzzy then "<unreadable: ${l.text}>" else lib.concatStringsSep " " l.args) (lib.filter (l: l.kw == kw) b.lines);
 
   # keywords that add an identity (or files with more configuration)
   adding = [ "identityfile" "certificatefile" "include" ];
@@ -161,22 +180,29 @@ let
   ours = {
     identitiesonly = "yes";
     identityagent = "none";
+    # token keys are offered before every IdentityFile, IdentitiesOnly or not
+    pkcs11provider = "none";
     # a shared master (ControlMaster/ControlPath) would carry the diag host's commands
-    # over a connection made earlier as another user
+    # over a connection made earlier as another user; so would a ProxyCommand using
+    # one, and a ProxyJump authenticates to its own host (which may be the diag host)
     controlmaster = "no";
     controlpath = "none";
+    proxyjump = "none";
+    proxycommand = "none";
     # a canonical name would be matched again against every block
     canonicalizehostname = "no";
   };
-  deciding = [ "user" "hostname" ] ++ lib.attrNames ours;
-  # yes/no as ssh reads them
-  norm = map (v: { true = "yes"; false = "no"; }.${lib.toLower v} or (lib.toLower v));
+  deciding = [ "user" "hostname" "port" ] ++ lib.attrNames ours;
+  # flags: yes/no/true/false in any case, as ssh reads them; everything else exactly
+  flags = [ "identitiesonly" "controlmaster" "canonicalizehostname" ];
+  normFor = kw: if lib.elem kw flags then map (v: { true = "yes"; false = "no"; }.${lib.toLower v} or (lib.toLower v)) else lib.id;
 
   findingsFor =
     {
       blocks,
       alias,
       hostname,
+      port,
       user,
       identityFile,
       allowIncludes,
@@ -184,17 +210,20 @@ let
     let
       names = lib.unique (map lib.toLower [ alias hostname ]);
       indexed = lib.imap0 (i: b: b // { inherit i; }) blocks;
-      owns = lib.filter (b: b.header != null && b.header.kw == "host" && map lib.toLower b.header.args == [ (lib.toLower alias) ]) indexed;
+      # `Host alias` or `Host alias hostname` (so `ssh hostname` gets the diag block too)
+      ownHeaders = [ [ (lib.toLower alias) ] names ];
+      owns = lib.filter (b: b.header != null && b.header.kw == "host" && !b.header.fuzzy && lib.elem (map lib.toLower b.header.args) ownHeaders) indexed;
       own = if owns == [ ] then null else builtins.head owns;
       ownAt = if own == null then builtins.length blocks else own.i;
       expected = {
         user = [ user ];
         hostname = [ hostname ];
+        port = [ (toString port) ];
         identityfile = [ identityFile ];
       }
       // lib.mapAttrs (_: v: [ v ]) ours;
       # before our block, a line saying what ours says changes nothing
-      harmless = l: ours ? ${l.kw} && norm l.args == [ ours.${l.kw} ];
+      harmless = l: ours ? ${l.kw} && !l.fuzzy && normFor l.kw l.args == [ ours.${l.kw} ];
       # { at, alias, kind } where `at` names the line and its block
       flag =
         b: l:
@@ -224,7 +253,7 @@ let
             let
               got = values kw own;
             in
-            lib.optional ((if ours ? ${kw} then norm got else got) != want) {
+            lib.optional (normFor kw got != want) {
               at = "the diag block `Host ${alias}` has ${kw} ${builtins.toJSON got}";
               inherit alias hostname;
               kind = "want ${builtins.toJSON want}";
@@ -258,12 +287,16 @@ in
       blocks = blocksOf text;
       all = lib.concatLists (
       lib.mapAttrsToList (
-        alias: hostname:
+        alias: h:
+        let
+          host = if builtins.isString h then { hostname = h; } else h;
+        in
         findingsFor {
+          inherit (host) hostname;
+          port = host.port or 22;
           inherit
             blocks
             alias
-            hostname
             user
             identityFile
             allowIncludes
@@ -271,7 +304,7 @@ in
         }
       ) hosts
       );
-      opaque = map (l: "${show l}: ssh reads its quoting differently from a plain split (single quotes, backslashes, a quote inside a word); write it without them") (
+      opaque = map (l: "${show l}: ssh could read its keyword differently from this check (a quoted keyword, a control character, no keyword); write it plainly") (
         lib.filter (l: l.opaque) (lib.concatMap (b: lib.optional (b.header != null) b.header ++ b.lines) blocks)
       );
       # one finding per line, naming every diag host it reaches

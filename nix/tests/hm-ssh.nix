@@ -249,6 +249,8 @@ let
     indent: k: v:
     if v == null || v == [ ] || v == { } then
       [ ]
+    else if k == "SetEnv" then
+      [ "${indent}SetEnv ${lib.concatStringsSep " " (lib.mapAttrsToList (n: x: "${n}=\"${lib.escape [ "\"" "\\" ] (toString x)}\"") v)}" ]
     else if lib.elem k commaLists then
       [ "${indent}${k} ${lib.concatMapStringsSep "," render (lib.toList v)}" ]
     else if lib.elem k spaceLists then
@@ -296,6 +298,7 @@ let
             target = mkOption { type = types.str; default = name; };
             text = mkOption { type = types.nullOr types.lines; default = null; };
             source = mkOption { type = types.unspecified; };
+            recursive = mkOption { type = types.bool; default = false; };
           };
           config.source = lib.mkIf (config.text != null) (
             lib.mkDefault {

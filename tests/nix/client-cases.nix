@@ -179,16 +179,16 @@ in
     modules = both [ { programs.ssh.extraOptionOverrides.CanonicalizeHostname = "yes"; } ];
     refused = "CanonicalizeHostname yes";
   };
-  # quoting ssh reads differently from a plain split
+  # quoting ssh reads differently from a plain split: a header that may match anything
   singleQuotes = {
     modules = perRelease [ { programs.ssh.matchBlocks.q = { host = "'web-02'"; identityFile = "~/.ssh/q"; }; } ] [
       { programs.ssh.settings."'web-02'".IdentityFile = "~/.ssh/q"; }
     ];
-    refused = "quoting";
+    refused = "in `Host 'web-02'`";
   };
   quoteInKeyword = {
     modules = both [ { programs.ssh.extraOptionOverrides."U\"ser\"" = "root"; } ];
-    refused = "quoting";
+    refused = "could read its keyword differently";
   };
   # what ssh reads is the deployed file: it must be the rendered text
   fileSource = {
@@ -220,5 +220,70 @@ in
       }
     ];
     refused = null;
+  };
+  # readconf keeps the '=' after a quoted keyword as part of the first word: `=!web-02`
+  # is a plain pattern there, and the block matches
+  quotedKeyword = {
+    modules = both [
+      {
+        programs.ssh.extraOptionOverrides = {
+          "\"Host\"" = "=!web-02 !web-02.cloonar.com !extra-host !extra.example.invalid *";
+          User = "root";
+        };
+      }
+    ];
+    refused = "could read its keyword differently";
+  };
+  # ssh splits only at space and tab; a vertical tab is part of the word there
+  verticalTab = {
+    modules = perRelease [
+      { programs.ssh.matchBlocks.gh = { match = "host *,${builtins.fromJSON "\"\\u000b\""}host${builtins.fromJSON "\"\\u000b\""}github.com"; identityFile = "~/.ssh/gh"; }; }
+    ] [
+      { programs.ssh.settings.gh = { header = "Match host *,${builtins.fromJSON "\"\\u000b\""}host${builtins.fromJSON "\"\\u000b\""}github.com"; IdentityFile = "~/.ssh/gh"; }; }
+    ];
+    refused = "could read its keyword differently";
+  };
+  # before our block only exactly our value is harmless: an agent socket named NONE is not none
+  globalAgentCase = {
+    modules = both [ { programs.ssh.extraOptionOverrides.IdentityAgent = "NONE"; } ];
+    refused = "IdentityAgent NONE";
+  };
+  globalJump = {
+    modules = both [ { programs.ssh.extraOptionOverrides.ProxyJump = "root@web-02.cloonar.com"; } ];
+    refused = "ProxyJump root@web-02.cloonar.com";
+  };
+  globalToken = {
+    modules = both [ { programs.ssh.extraOptionOverrides.PKCS11Provider = "/run/opensc-pkcs11.so"; } ];
+    refused = "PKCS11Provider";
+  };
+  globalPort = {
+    modules = both [ { programs.ssh.extraOptionOverrides.Port = "2222"; } ];
+    refused = "Port 2222";
+  };
+  # after our block, jumps, proxies, tokens and quoting elsewhere are the user's own
+  othersJumpAndQuote = {
+    modules = perRelease [
+      {
+        programs.ssh.matchBlocks."*" = { proxyJump = "bastion"; extraOptions = { PKCS11Provider = "/run/opensc-pkcs11.so"; SetEnv = "LANG=\"C.UTF-8\""; }; };
+        programs.ssh.matchBlocks.corp = { match = "host github.com exec \"grep -q 'corp' /etc/hostname\""; identityFile = "~/.ssh/corp"; };
+      }
+    ] [
+      {
+        programs.ssh.settings."*" = { ProxyJump = "bastion"; PKCS11Provider = "/run/opensc-pkcs11.so"; SetEnv.LANG = "C.UTF-8"; };
+        programs.ssh.settings.corp = { header = "Match host github.com exec \"grep -q 'corp' /etc/hostname\""; IdentityFile = "~/.ssh/corp"; };
+      }
+    ];
+    refused = null;
+  };
+  # a directory linked at ~/.ssh, or the target spelled another way
+  fileDirectory = {
+    modules = both [ { home.file.".ssh" = { source = "/elsewhere/dot-ssh"; recursive = true; }; } ];
+    refused = "could put another file at ~/.ssh/config";
+    notTheText = true;
+  };
+  fileOtherSpelling = {
+    modules = both [ { home.file."!ssh" = { target = ".ssh//config"; text = "Host *\n  User root\n"; }; } ];
+    refused = "could put another file at ~/.ssh/config";
+    notTheText = true;
   };
 }

@@ -909,14 +909,18 @@ let
     "client: every case refused or passed as it should, in 25.11 and 26.05" = clientWrong == [ ];
     "client: 26.05 writes settings with ssh's names, the diag block first" =
       client.programs.ssh.settings.web-02.data == {
-        header = "Host web-02";
+        header = "Host web-02 web-02.cloonar.com";
         HostName = "web-02.cloonar.com";
+        Port = 22;
         User = "diag";
         IdentityFile = diagKey;
         IdentitiesOnly = true;
         IdentityAgent = "none";
+        PKCS11Provider = "none";
         ControlMaster = "no";
         ControlPath = "none";
+        ProxyJump = "none";
+        ProxyCommand = "none";
         CanonicalizeHostname = false;
         ForwardAgent = false;
         ForwardX11 = false;
@@ -935,7 +939,7 @@ let
     ) [ "/run/secrets/a key" "/run/secrets/a\\b" "/run/secrets/\"k\"" "relative/key" ];
     "client: the reader: a block after ours may set User, not IdentityFile" =
       sshCheck.findings {
-        text = "Host web-02\n User diag\n HostName h\n IdentityFile /k\n IdentitiesOnly yes\n IdentityAgent none\n ControlMaster no\n ControlPath none\n CanonicalizeHostname no\nHost *\n User bob\n ControlMaster auto\n";
+        text = "Host web-02\n User diag\n HostName h\n Port 22\n IdentityFile /k\n IdentitiesOnly yes\n IdentityAgent none\n PKCS11Provider none\n ControlMaster no\n ControlPath none\n ProxyJump none\n ProxyCommand none\n CanonicalizeHostname no\nHost *\n User bob\n ControlMaster auto\n ProxyJump bastion\n";
         hosts.web-02 = "h";
         user = "diag";
         identityFile = "/k";
@@ -944,9 +948,9 @@ let
       let
         opaque = t: builtins.length (sshCheck.findings { text = "Host web-02\n User diag\n${t}\n"; hosts.web-02 = "web-02"; user = "diag"; identityFile = "/k"; });
       in
-      lib.all (t: opaque t > opaque "") [ "Host 'web-02'" "I\"dentityFile\" x" "User \"a\"b" "User a\\ b" "\"\" IdentityFile x" "==User x" ];
-    "client: the reader: quoted keyword, '=' and a comment" =
-      map (l: [ l.kw l.args ]) (lib.concatMap (b: b.lines) (sshCheck.blocksOf "\"IdentityFile\" \"~/a b\" # c\n=User=bob\n# IdentityFile x\n"))
+      lib.all (t: opaque t > opaque "") [ "I\"dentityFile\" x" "\"User\"=x" "\"\" IdentityFile x" "==User x" (builtins.fromJSON "\"User\\u000bx\"") ];
+    "client: the reader: a quoted word, '=' and a comment" =
+      map (l: [ l.kw l.args ]) (lib.concatMap (b: b.lines) (sshCheck.blocksOf "IdentityFile \"~/a b\" # c\n=User=bob\n# IdentityFile x\n"))
       == [ [ "identityfile" [ "~/a b" ] ] [ "user" [ "bob" ] ] ];
   };
 

@@ -16,7 +16,7 @@ SECRET = "TOPSECRET-c0ffee"
 # the remote command. MODE=good refuses like the wrapper; MODE=leaky lets
 # `cat` through; MODE=personal routes to the wrong user; MODE=twokeys lists a
 # second identity file (an IdentityFile in `Host *`); MODE=cert lists a certificate;
-# MODE=shared a ControlPath (connection sharing).
+# MODE=shared a ControlPath (connection sharing); MODE=jump an agent and a ProxyJump.
 FAKE_SSH = r"""#!/usr/bin/env bash
 if [ "$1" = -G ]; then
     if [ "$MODE" = personal ]; then echo "user alice"; echo "identitiesonly no"
@@ -26,6 +26,8 @@ if [ "$1" = -G ]; then
     if [ "$MODE" = cert ]; then echo "certificatefile /home/a/.ssh/id_personal-cert.pub"; fi
     if [ "$MODE" = shared ]; then echo "controlmaster auto"; echo "controlpath /home/a/.ssh/cm-%h"
     else echo "controlmaster false"; fi
+    if [ "$MODE" = jump ]; then echo "identityagent /run/agent.sock"; echo "proxyjump root@bastion"
+    else echo "identityagent none"; fi
     exit 0
 fi
 cmd="${@: -1}"
@@ -110,6 +112,13 @@ def test_fails_when_ssh_would_share_a_connection(fake) -> None:
     assert r.returncode == 1
     assert "FAIL  client: web-02 -> ControlMaster 'auto', ControlPath '/home/a/.ssh/cm-%h'" in r.stdout
     assert "PASS  client: web-02 -> no shared connection" in fake("good").stdout
+
+
+def test_fails_when_ssh_would_use_an_agent_or_a_jump(fake) -> None:
+    r = fake("jump")
+    assert r.returncode == 1
+    assert "FAIL  client: web-02 -> IdentityAgent '/run/agent.sock', proxyjump root@bastion" in r.stdout
+    assert "PASS  client: web-02 -> no agent, token, jump or proxy" in fake("good").stdout
 
 
 def test_the_identity_must_be_the_diag_key_when_named(fake) -> None:

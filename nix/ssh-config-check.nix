@@ -5,8 +5,8 @@
 #
 # ssh_config(5) and readconf.c, as far as they matter here:
 #   - a line is `keyword args` or `keyword=args` (one '=' and whitespace may surround
-#     the keyword, which may be quoted); keywords are case-insensitive; '#' starts a
-#     comment line, or ends the arguments when it begins one;
+#     the keyword); keywords are case-insensitive; '#' starts a comment line, or ends
+#     the arguments when it begins one;
 #   - `Host` takes whitespace-separated patterns, '!' negates one; the host name is
 #     lowercased, the patterns are not;
 #   - `Match` takes criteria, each maybe negated; `host` and `originalhost` take a
@@ -60,6 +60,8 @@ let
         !(lib.hasInfix "'" w || lib.hasInfix "\\" w)
         && builtins.match "${ws}*" sep != null
         && (i == 0 || sep != "")
+        # nothing glued to its end either (a stray quote)
+        && builtins.match "${ws}*" (builtins.elemAt seps (i + 1)) != null
         && !(!quoted && (lib.hasInfix "=" w || lib.hasPrefix "#" w));
       cleanCount = lib.findFirst (i: !clean i) (builtins.length words) (lib.range 0 (builtins.length words - 1));
       unquote = w: if lib.hasPrefix "\"" w then lib.removeSuffix "\"" (lib.removePrefix "\"" w) else w;
@@ -143,12 +145,10 @@ let
       [ ]
     else
       let
-        t = builtins.head args;
-        kv = builtins.match "([^=]*)=(.*)" t;
-        k = lib.toLower (if kv != null then builtins.elemAt kv 0 else t);
-        bare = lib.elem (lib.removePrefix "!" k) [ "all" "canonical" "final" ];
-        takes = kv == null && !bare;
-        arg = if kv != null then builtins.elemAt kv 1 else if takes && builtins.length args > 1 then builtins.elemAt args 1 else "*";
+        # (no word here has an unquoted '=': cleanArgs stops before one)
+        k = lib.toLower (builtins.head args);
+        takes = !(lib.elem (lib.removePrefix "!" k) [ "all" "canonical" "final" ]);
+        arg = if takes && builtins.length args > 1 then builtins.elemAt args 1 else "*";
         rest = builtins.genList (i: builtins.elemAt args (i + (if takes then 2 else 1))) (
           lib.max 0 (builtins.length args - (if takes then 2 else 1))
         );

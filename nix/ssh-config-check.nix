@@ -90,6 +90,9 @@ let
         opaque = false;
         fuzzy = !plainRest;
         args = map unquote (upToComment words);
+        # what follows the keyword, as readconf hands ProxyJump and ProxyCommand over
+        # (no quote or comment handling)
+        raw = lib.trim rest;
         cleanArgs = map unquote (lib.take cleanCount words);
         text = line;
       };
@@ -171,10 +174,18 @@ let
 
   show = l: "line ${toString l.n} `${lib.trim l.text}`";
   headerText = b: if b.header == null then "before any Host block" else "in `${lib.trim b.header.text}`";
-  values = kw: b: map (l: if l.fuzzy then "<unreadable: ${l.text}>" else lib.concatStringsSep " " l.args) (lib.filter (l: l.kw == kw) b.lines);
+  # a flag as its words (ssh reads yes/no in any case), anything else as written
+  values =
+    kw: b:
+    map (l: if l.fuzzy then "<unreadable: ${l.text}>" else if lib.elem kw flags then lib.concatStringsSep " " l.args else l.raw) (
+      lib.filter (l: l.kw == kw) b.lines
+    );
 
   # keywords that add an identity (or files with more configuration)
   adding = [ "identityfile" "certificatefile" "include" ];
+  # and, wherever it may apply, Kerberos key exchange (a patch some distributions
+  # carry; the diag block cannot pin it, ssh without the patch refuses the keyword)
+  offersAnywhere = l: l.kw == "gssapikeyexchange" && !(!l.fuzzy && asFlag l.args == [ "no" ]);
   # keywords whose first value decides who we are, what we may offer, and which
   # connection carries it: the diag block sets each, so only a line before it counts
   ours = {
@@ -191,11 +202,30 @@ let
     proxycommand = "none";
     # a canonical name would be matched again against every block
     canonicalizehostname = "no";
+    # the key and nothing else: no Kerberos ticket (and its delegation), no host key,
+    # no password or keyboard-interactive prompt
+    preferredauthentications = "publickey";
+    gssapiauthentication = "no";
+    hostbasedauthentication = "no";
+    passwordauthentication = "no";
+    kbdinteractiveauthentication = "no";
+    # no forwarding of any kind, not even a RemoteForward of the agent's socket
+    clearallforwardings = "yes";
   };
   deciding = [ "user" "hostname" "port" ] ++ lib.attrNames ours;
   # flags: yes/no/true/false in any case, as ssh reads them; everything else exactly
-  flags = [ "identitiesonly" "controlmaster" "canonicalizehostname" ];
-  normFor = kw: if lib.elem kw flags then map (v: { true = "yes"; false = "no"; }.${lib.toLower v} or (lib.toLower v)) else lib.id;
+  flags = [
+    "identitiesonly"
+    "controlmaster"
+    "canonicalizehostname"
+    "gssapiauthentication"
+    "hostbasedauthentication"
+    "passwordauthentication"
+    "kbdinteractiveauthentication"
+    "clearallforwardings"
+  ];
+  asFlag = map (v: { true = "yes"; false = "no"; }.${lib.toLower v} or (lib.toLower v));
+  normFor = kw: if lib.elem kw flags then asFlag else lib.id;
 
   findingsFor =
     {
@@ -223,7 +253,7 @@ let
       }
       // lib.mapAttrs (_: v: [ v ]) ours;
       # before our block, a line saying what ours says changes nothing
-      harmless = l: ours ? ${l.kw} && !l.fuzzy && normFor l.kw l.args == [ ours.${l.kw} ];
+      harmless = l: ours ? ${l.kw} && !l.fuzzy && normFor l.kw (values l.kw { lines = [ l ]; }) == [ ours.${l.kw} ];
       # { at, alias, kind } where `at` names the line and its block
       flag =
         b: l:
@@ -241,9 +271,9 @@ let
               "block";
         };
       before = lib.concatMap (
-        b: lib.concatMap (l: lib.optionals (lib.elem l.kw (adding ++ deciding) && !harmless l) (flag b l)) b.lines
+        b: lib.concatMap (l: lib.optionals ((lib.elem l.kw (adding ++ deciding) && !harmless l) || offersAnywhere l) (flag b l)) b.lines
       ) (lib.filter (b: b.i < ownAt && mayMatch b names) indexed);
-      after = lib.concatMap (b: lib.concatMap (l: lib.optionals (lib.elem l.kw adding) (flag b l)) b.lines) (
+      after = lib.concatMap (b: lib.concatMap (l: lib.optionals (lib.elem l.kw adding || offersAnywhere l) (flag b l)) b.lines) (
         lib.filter (b: b.i > ownAt && mayMatch b names) indexed
       );
       ownLacks = lib.optionals (own != null) (
@@ -260,7 +290,7 @@ let
             }
           ) expected
         )
-        ++ lib.concatMap (l: lib.optionals (lib.elem l.kw [ "certificatefile" "include" ]) (flag own l)) own.lines
+        ++ lib.concatMap (l: lib.optionals (lib.elem l.kw [ "certificatefile" "include" ] || offersAnywhere l) (flag own l)) own.lines
       );
     in
     lib.optional (own == null) {

@@ -286,4 +286,39 @@ in
     refused = "could put another file at ~/.ssh/config";
     notTheText = true;
   };
+  # readconf takes ProxyJump and ProxyCommand as the rest of the line: `none #x` is a host
+  globalJumpComment = {
+    modules = both [ { programs.ssh.extraOptionOverrides.ProxyJump = "none #x"; } ];
+    refused = "ProxyJump none #x";
+  };
+  # Kerberos, other authentications and forwards in a later block: ours say no first
+  othersAuthAndForwards = {
+    modules = perRelease [
+      {
+        programs.ssh.matchBlocks."*".extraOptions = {
+          GSSAPIAuthentication = "yes";
+          GSSAPIDelegateCredentials = "yes";
+          PasswordAuthentication = "yes";
+          RemoteForward = "/tmp/fwd.sock /tmp/agent.sock";
+        };
+      }
+    ] [
+      {
+        programs.ssh.settings."*" = {
+          GSSAPIAuthentication = true;
+          GSSAPIDelegateCredentials = true;
+          PasswordAuthentication = true;
+          RemoteForward = "/tmp/fwd.sock /tmp/agent.sock";
+        };
+      }
+    ];
+    refused = null;
+  };
+  # Kerberos key exchange cannot be pinned (only patched ssh knows the keyword)
+  kerberosKex = {
+    modules = perRelease [ { programs.ssh.matchBlocks."*".extraOptions.GSSAPIKeyExchange = "yes"; } ] [
+      { programs.ssh.settings."*".GSSAPIKeyExchange = true; }
+    ];
+    refused = "GSSAPIKeyExchange yes";
+  };
 }

@@ -57,11 +57,19 @@ def _deviation(g: dict[str, list[str]], hostname: str, key: str) -> str | None:
         "controlmaster": ["false"],
         "canonicalizehostname": ["false"],
         "port": ["22"],
+        "preferredauthentications": ["publickey"],
+        "gssapiauthentication": ["no"],
+        "gssapikeyexchange": ["no"],
+        "hostbasedauthentication": ["no"],
+        "passwordauthentication": ["no"],
+        "kbdinteractiveauthentication": ["no"],
+        "clearallforwardings": ["yes"],
     }
     for k, v in want.items():
         if g.get(k) != v:
             return f"{k} {g.get(k)}"
-    for k in ("certificatefile", "controlpath", "proxyjump", "proxycommand", "pkcs11provider"):
+    for k in ("certificatefile", "controlpath", "proxyjump", "proxycommand", "pkcs11provider",
+              "remoteforward", "localforward", "dynamicforward"):
         if k in g:
             return f"{k} {g[k]}"
     return None
@@ -120,10 +128,14 @@ LINES = ["IdentityFile ~/.ssh/p", "identityfile=~/.ssh/q", "  CertificateFile ~/
          "ControlMaster auto", "ControlPath ~/.ssh/cm-%h", "CanonicalizeHostname yes", "IdentityFile 'x y'",
          "User a\\ b", "ControlMaster no", "ControlPath none", "\"IdentityAgent\"=none", "IdentityAgent NONE",
          "ProxyJump bastion", "PKCS11Provider /run/p11.so", "Port 2222", "ControlMaster FALSE", "User\x0bx",
-         "\"Host\"=!web-02 *", "ProxyCommand nc %h %p"]
+         "\"Host\"=!web-02 *", "ProxyCommand nc %h %p", "ProxyJump none #x", "ProxyJump \"none\"",
+         "GSSAPIAuthentication yes", "GSSAPIKeyExchange yes", "RemoteForward /tmp/f.sock /tmp/agent",
+         "PreferredAuthentications password", "PasswordAuthentication yes"]
 DIAG_BLOCK = (f"Host web-02 web-02.cloonar.com\n  User diag\n  HostName web-02.cloonar.com\n  Port 22\n  IdentityFile {KEY}\n"
               "  IdentitiesOnly yes\n  IdentityAgent none\n  PKCS11Provider none\n  ControlMaster no\n  ControlPath none\n"
-              "  ProxyJump none\n  ProxyCommand none\n  CanonicalizeHostname no\n")
+              "  ProxyJump none\n  ProxyCommand none\n  CanonicalizeHostname no\n  PreferredAuthentications publickey\n"
+              "  GSSAPIAuthentication no\n  HostbasedAuthentication no\n  PasswordAuthentication no\n"
+              "  KbdInteractiveAuthentication no\n  ClearAllForwardings yes\n")
 
 
 def _random_text(rng: random.Random) -> str:

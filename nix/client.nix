@@ -13,8 +13,8 @@
 # diag IdentityFile, `IdentitiesOnly yes`, `IdentityAgent none`, `PKCS11Provider none`,
 # `ControlMaster no`, `ControlPath none`, `ProxyJump none` and `ProxyCommand none` (a
 # master made as another user, or a jump, would carry or authenticate the agent's
-# connection otherwise), `CanonicalizeHostname no`, publickey authentication only (no
-# GSSAPI, host-based, password or keyboard-interactive) and `ClearAllForwardings yes`,
+# connection otherwise), `CanonicalizeHostname no`, `PreferredAuthentications publickey`
+# (no GSSAPI, host-based, password or keyboard-interactive) and `ClearAllForwardings yes`,
 # ordered before every other block (both are DAGs in home-manager): `programs.ssh.settings`
 # with ssh's own directive names where that option exists (home-manager 26.05, which
 # deprecates matchBlocks with a warning), `programs.ssh.matchBlocks` before (25.11).
@@ -189,12 +189,10 @@ in
                 PKCS11Provider = "none";
                 # no canonical name matched again against the other blocks
                 CanonicalizeHostname = false;
-                # the key only: no Kerberos ticket, host key, password or prompt
+                # the key only: no Kerberos ticket, host key, password or prompt (the
+                # methods' own switches are not set: an ssh built without GSSAPI
+                # complains about GSSAPIAuthentication on every run)
                 PreferredAuthentications = "publickey";
-                GSSAPIAuthentication = false;
-                HostbasedAuthentication = false;
-                PasswordAuthentication = false;
-                KbdInteractiveAuthentication = false;
                 # no forwarding of any kind (a RemoteForward of the agent's socket too)
                 ClearAllForwardings = true;
                 ForwardAgent = false;
@@ -222,10 +220,6 @@ in
                   PKCS11Provider = "none";
                   CanonicalizeHostname = "no";
                   PreferredAuthentications = "publickey";
-                  GSSAPIAuthentication = "no";
-                  HostbasedAuthentication = "no";
-                  PasswordAuthentication = "no";
-                  KbdInteractiveAuthentication = "no";
                   ClearAllForwardings = "yes";
                 };
                 forwardAgent = false;

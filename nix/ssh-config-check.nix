@@ -203,12 +203,8 @@ let
     # a canonical name would be matched again against every block
     canonicalizehostname = "no";
     # the key and nothing else: no Kerberos ticket (and its delegation), no host key,
-    # no password or keyboard-interactive prompt
+    # no password or keyboard-interactive prompt (ssh tries only the methods listed)
     preferredauthentications = "publickey";
-    gssapiauthentication = "no";
-    hostbasedauthentication = "no";
-    passwordauthentication = "no";
-    kbdinteractiveauthentication = "no";
     # no forwarding of any kind, not even a RemoteForward of the agent's socket
     clearallforwardings = "yes";
   };
@@ -218,10 +214,6 @@ let
     "identitiesonly"
     "controlmaster"
     "canonicalizehostname"
-    "gssapiauthentication"
-    "hostbasedauthentication"
-    "passwordauthentication"
-    "kbdinteractiveauthentication"
     "clearallforwardings"
   ];
   asFlag = map (v: { true = "yes"; false = "no"; }.${lib.toLower v} or (lib.toLower v));

@@ -923,10 +923,6 @@ let
         ProxyCommand = "none";
         CanonicalizeHostname = false;
         PreferredAuthentications = "publickey";
-        GSSAPIAuthentication = false;
-        HostbasedAuthentication = false;
-        PasswordAuthentication = false;
-        KbdInteractiveAuthentication = false;
         ClearAllForwardings = true;
         ForwardAgent = false;
         ForwardX11 = false;
@@ -945,7 +941,7 @@ let
     ) [ "/run/secrets/a key" "/run/secrets/a\\b" "/run/secrets/\"k\"" "relative/key" ];
     "client: the reader: a block after ours may set User, not IdentityFile" =
       sshCheck.findings {
-        text = "Host web-02\n User diag\n HostName h\n Port 22\n IdentityFile /k\n IdentitiesOnly yes\n IdentityAgent none\n PKCS11Provider none\n ControlMaster no\n ControlPath none\n ProxyJump none\n ProxyCommand none\n CanonicalizeHostname no\n PreferredAuthentications publickey\n GSSAPIAuthentication no\n HostbasedAuthentication no\n PasswordAuthentication no\n KbdInteractiveAuthentication no\n ClearAllForwardings yes\nHost *\n User bob\n ControlMaster auto\n ProxyJump bastion\n GSSAPIAuthentication yes\n";
+        text = "Host web-02\n User diag\n HostName h\n Port 22\n IdentityFile /k\n IdentitiesOnly yes\n IdentityAgent none\n PKCS11Provider none\n ControlMaster no\n ControlPath none\n ProxyJump none\n ProxyCommand none\n CanonicalizeHostname no\n PreferredAuthentications publickey\n ClearAllForwardings yes\nHost *\n User bob\n ControlMaster auto\n ProxyJump bastion\n GSSAPIAuthentication yes\n";
         hosts.web-02 = "h";
         user = "diag";
         identityFile = "/k";

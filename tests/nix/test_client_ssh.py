@@ -58,16 +58,13 @@ def _deviation(g: dict[str, list[str]], hostname: str, key: str) -> str | None:
         "canonicalizehostname": ["false"],
         "port": ["22"],
         "preferredauthentications": ["publickey"],
-        "gssapiauthentication": ["no"],
-        "gssapikeyexchange": ["no"],
-        "hostbasedauthentication": ["no"],
-        "passwordauthentication": ["no"],
-        "kbdinteractiveauthentication": ["no"],
         "clearallforwardings": ["yes"],
     }
     for k, v in want.items():
         if g.get(k) != v:
             return f"{k} {g.get(k)}"
+    if g.get("gssapikeyexchange", ["no"]) != ["no"]:  # a keyword of patched ssh only
+        return f"gssapikeyexchange {g['gssapikeyexchange']}"
     for k in ("certificatefile", "controlpath", "proxyjump", "proxycommand", "pkcs11provider",
               "remoteforward", "localforward", "dynamicforward"):
         if k in g:
@@ -134,8 +131,7 @@ LINES = ["IdentityFile ~/.ssh/p", "identityfile=~/.ssh/q", "  CertificateFile ~/
 DIAG_BLOCK = (f"Host web-02 web-02.cloonar.com\n  User diag\n  HostName web-02.cloonar.com\n  Port 22\n  IdentityFile {KEY}\n"
               "  IdentitiesOnly yes\n  IdentityAgent none\n  PKCS11Provider none\n  ControlMaster no\n  ControlPath none\n"
               "  ProxyJump none\n  ProxyCommand none\n  CanonicalizeHostname no\n  PreferredAuthentications publickey\n"
-              "  GSSAPIAuthentication no\n  HostbasedAuthentication no\n  PasswordAuthentication no\n"
-              "  KbdInteractiveAuthentication no\n  ClearAllForwardings yes\n")
+              "  ClearAllForwardings yes\n")
 
 
 def _random_text(rng: random.Random) -> str:

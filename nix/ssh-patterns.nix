@@ -1,6 +1,6 @@
 # ssh_config(5) and sshd_config(5) PATTERNS, for module.nix (AcceptEnv, AllowUsers,
-# AllowGroups, DenyUsers, DenyGroups) and client.nix (Host lines): '*' any run of
-# characters, '?' one, everything else literal.
+# AllowGroups, DenyUsers, DenyGroups) and ssh-config-check.nix (the client's Host and
+# Match patterns): '*' any run of characters, '?' one, everything else literal.
 { lib }:
 
 rec {

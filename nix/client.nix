@@ -14,8 +14,8 @@
 # `ControlMaster no`, `ControlPath none`, `ProxyJump none` and `ProxyCommand none` (a
 # master made as another user, or a jump, would carry or authenticate the agent's
 # connection otherwise), `CanonicalizeHostname no`, `PreferredAuthentications publickey`
-# (no GSSAPI, host-based, password or keyboard-interactive) and `ClearAllForwardings yes`,
-# ordered before every other block (both are DAGs in home-manager): `programs.ssh.settings`
+# (no GSSAPI, host-based, password or keyboard-interactive), `ClearAllForwardings yes`,
+# no agent or X11 forwarding and `EnableEscapeCommandline no`, ordered before every other block (both are DAGs in home-manager): `programs.ssh.settings`
 # with ssh's own directive names where that option exists (home-manager 26.05, which
 # deprecates matchBlocks with a warning), `programs.ssh.matchBlocks` before (25.11).
 #
@@ -197,6 +197,9 @@ in
                 ClearAllForwardings = true;
                 ForwardAgent = false;
                 ForwardX11 = false;
+                ForwardX11Trusted = false;
+                # no forwards added at run time through ~C either
+                EnableEscapeCommandline = false;
               };
               before = otherBlocks;
               after = [ ];
@@ -221,6 +224,10 @@ in
                   CanonicalizeHostname = "no";
                   PreferredAuthentications = "publickey";
                   ClearAllForwardings = "yes";
+                  # 25.11 writes forwardX11 only when true
+                  ForwardX11 = "no";
+                  ForwardX11Trusted = "no";
+                  EnableEscapeCommandline = "no";
                 };
                 forwardAgent = false;
                 forwardX11 = false;

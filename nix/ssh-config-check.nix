@@ -183,9 +183,18 @@ let
 
   # keywords that add an identity (or files with more configuration)
   adding = [ "identityfile" "certificatefile" "include" ];
-  # and, wherever it may apply, Kerberos key exchange (a patch some distributions
-  # carry; the diag block cannot pin it, ssh without the patch refuses the keyword)
-  offersAnywhere = l: l.kw == "gssapikeyexchange" && !(!l.fuzzy && asFlag l.args == [ "no" ]);
+  # and, wherever they may apply, what sends the host something the diag block cannot
+  # pin off because not every ssh knows the keyword: Kerberos key exchange (a patch
+  # some distributions carry), a version addendum (OpenSSH 10: sent in the clear,
+  # with ${ENV} expanded); and environment values: SetEnv, and SendEnv beyond the
+  # locale and terminal (SendEnv adds up over every block, like IdentityFile)
+  localeEnv = "-?(LANG|LANGUAGE|LC_[A-Z_]*[*]?|TERM|COLORTERM|TZ)";
+  offersAnywhere =
+    l:
+    (l.kw == "gssapikeyexchange" && !(!l.fuzzy && asFlag l.args == [ "no" ]))
+    || (l.kw == "versionaddendum" && !(!l.fuzzy && l.raw == "none"))
+    || l.kw == "setenv"
+    || (l.kw == "sendenv" && !(!l.fuzzy && lib.all (w: builtins.match localeEnv w != null) l.args));
   # keywords whose first value decides who we are, what we may offer, and which
   # connection carries it: the diag block sets each, so only a line before it counts
   ours = {
@@ -205,8 +214,14 @@ let
     # the key and nothing else: no Kerberos ticket (and its delegation), no host key,
     # no password or keyboard-interactive prompt (ssh tries only the methods listed)
     preferredauthentications = "publickey";
-    # no forwarding of any kind, not even a RemoteForward of the agent's socket
+    # no forwarding of any kind, not even a RemoteForward of the agent's socket; the
+    # agent and X11 are not forwardings to ClearAllForwardings, nor are the forwards
+    # the escape command line (~C) adds at run time
     clearallforwardings = "yes";
+    forwardagent = "no";
+    forwardx11 = "no";
+    forwardx11trusted = "no";
+    enableescapecommandline = "no";
   };
   deciding = [ "user" "hostname" "port" ] ++ lib.attrNames ours;
   # flags: yes/no/true/false in any case, as ssh reads them; everything else exactly
@@ -215,6 +230,10 @@ let
     "controlmaster"
     "canonicalizehostname"
     "clearallforwardings"
+    "forwardagent"
+    "forwardx11"
+    "forwardx11trusted"
+    "enableescapecommandline"
   ];
   asFlag = map (v: { true = "yes"; false = "no"; }.${lib.toLower v} or (lib.toLower v));
   normFor = kw: if lib.elem kw flags then asFlag else lib.id;

@@ -264,12 +264,12 @@ in
   othersJumpAndQuote = {
     modules = perRelease [
       {
-        programs.ssh.matchBlocks."*" = { proxyJump = "bastion"; extraOptions = { PKCS11Provider = "/run/opensc-pkcs11.so"; SetEnv = "LANG=\"C.UTF-8\""; }; };
+        programs.ssh.matchBlocks."*" = { proxyJump = "bastion"; extraOptions.PKCS11Provider = "/run/opensc-pkcs11.so"; };
         programs.ssh.matchBlocks.corp = { match = "host github.com exec \"grep -q 'corp' /etc/hostname\""; identityFile = "~/.ssh/corp"; };
       }
     ] [
       {
-        programs.ssh.settings."*" = { ProxyJump = "bastion"; PKCS11Provider = "/run/opensc-pkcs11.so"; SetEnv.LANG = "C.UTF-8"; };
+        programs.ssh.settings."*" = { ProxyJump = "bastion"; PKCS11Provider = "/run/opensc-pkcs11.so"; };
         programs.ssh.settings.corp = { header = "Match host github.com exec \"grep -q 'corp' /etc/hostname\""; IdentityFile = "~/.ssh/corp"; };
       }
     ];
@@ -320,5 +320,34 @@ in
       { programs.ssh.settings."*".GSSAPIKeyExchange = true; }
     ];
     refused = "GSSAPIKeyExchange yes";
+  };
+  # X11 before our block, and the escape command line
+  globalX11 = {
+    modules = both [ { programs.ssh.extraOptionOverrides = { ForwardX11 = "yes"; ForwardX11Trusted = "yes"; }; } ];
+    refused = "ForwardX11 yes";
+  };
+  globalEscape = {
+    modules = both [ { programs.ssh.extraOptionOverrides.EnableEscapeCommandline = "yes"; } ];
+    refused = "EnableEscapeCommandline yes";
+  };
+  # environment values are sent wherever the block matches
+  sendToken = {
+    modules = perRelease [ { programs.ssh.matchBlocks."*".sendEnv = [ "GITHUB_TOKEN" "AWS_*" ]; } ] [
+      { programs.ssh.settings."*".SendEnv = [ "GITHUB_TOKEN" "AWS_*" ]; }
+    ];
+    refused = "SendEnv GITHUB_TOKEN AWS_*";
+  };
+  setEnv = {
+    modules = perRelease [ { programs.ssh.matchBlocks."*".extraOptions.SetEnv = "TOKEN=hunter2"; } ] [
+      { programs.ssh.settings."*".SetEnv.TOKEN = "hunter2"; }
+    ];
+    refused = "TOKEN";
+  };
+  # the locale and the terminal may go along
+  sendLocale = {
+    modules = perRelease [ { programs.ssh.matchBlocks."*".sendEnv = [ "LANG" "LC_*" "TERM" ]; } ] [
+      { programs.ssh.settings."*".SendEnv = [ "LANG" "LC_*" "TERM" ]; }
+    ];
+    refused = null;
   };
 }

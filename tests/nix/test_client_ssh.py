@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -59,12 +60,19 @@ def _deviation(g: dict[str, list[str]], hostname: str, key: str) -> str | None:
         "port": ["22"],
         "preferredauthentications": ["publickey"],
         "clearallforwardings": ["yes"],
+        "forwardagent": ["no"],
+        "forwardx11": ["no"],
+        "forwardx11trusted": ["no"],
+        "enableescapecommandline": ["no"],
     }
     for k, v in want.items():
         if g.get(k) != v:
             return f"{k} {g.get(k)}"
     if g.get("gssapikeyexchange", ["no"]) != ["no"]:  # a keyword of patched ssh only
         return f"gssapikeyexchange {g['gssapikeyexchange']}"
+    if "setenv" in g or any(not re.fullmatch(r"-?(LANG|LANGUAGE|LC_[A-Z_]*\*?|TERM|COLORTERM|TZ)", v)
+                            for v in g.get("sendenv", [])):
+        return f"environment sent: {g.get('setenv', [])} {g.get('sendenv', [])}"
     for k in ("certificatefile", "controlpath", "proxyjump", "proxycommand", "pkcs11provider",
               "remoteforward", "localforward", "dynamicforward"):
         if k in g:
@@ -127,11 +135,14 @@ LINES = ["IdentityFile ~/.ssh/p", "identityfile=~/.ssh/q", "  CertificateFile ~/
          "ProxyJump bastion", "PKCS11Provider /run/p11.so", "Port 2222", "ControlMaster FALSE", "User\x0bx",
          "\"Host\"=!web-02 *", "ProxyCommand nc %h %p", "ProxyJump none #x", "ProxyJump \"none\"",
          "GSSAPIAuthentication yes", "GSSAPIKeyExchange yes", "RemoteForward /tmp/f.sock /tmp/agent",
-         "PreferredAuthentications password", "PasswordAuthentication yes"]
+         "PreferredAuthentications password", "PasswordAuthentication yes", "ForwardX11 yes",
+         "ForwardAgent yes", "SendEnv GITHUB_TOKEN", "SendEnv LANG LC_*", "SetEnv TOKEN=x",
+         "EnableEscapeCommandline yes"]
 DIAG_BLOCK = (f"Host web-02 web-02.cloonar.com\n  User diag\n  HostName web-02.cloonar.com\n  Port 22\n  IdentityFile {KEY}\n"
               "  IdentitiesOnly yes\n  IdentityAgent none\n  PKCS11Provider none\n  ControlMaster no\n  ControlPath none\n"
               "  ProxyJump none\n  ProxyCommand none\n  CanonicalizeHostname no\n  PreferredAuthentications publickey\n"
-              "  ClearAllForwardings yes\n")
+              "  ClearAllForwardings yes\n  ForwardAgent no\n  ForwardX11 no\n  ForwardX11Trusted no\n"
+              "  EnableEscapeCommandline no\n")
 
 
 def _random_text(rng: random.Random) -> str:

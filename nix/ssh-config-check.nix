@@ -183,18 +183,45 @@ let
 
   # keywords that add an identity (or files with more configuration)
   adding = [ "identityfile" "certificatefile" "include" ];
-  # and, wherever they may apply, what sends the host something the diag block cannot
-  # pin off because not every ssh knows the keyword: Kerberos key exchange (a patch
-  # some distributions carry), a version addendum (OpenSSH 10: sent in the clear,
-  # with ${ENV} expanded); and environment values: SetEnv, and SendEnv beyond the
-  # locale and terminal (SendEnv adds up over every block, like IdentityFile)
+  # Everything else a block that may reach a diag host says must be known harmless
+  # there (deny by default: a keyword this list does not know, say a new one, is
+  # refused): local behaviour, host-key policy, algorithms, timeouts, and what the
+  # diag block's pins make moot (forwards under ClearAllForwardings, other methods
+  # under PreferredAuthentications publickey, AddKeysToAgent without an agent,
+  # ControlPersist without a ControlPath, the Canonical* knobs without
+  # CanonicalizeHostname, ProxyUseFdpass without a ProxyCommand).
+  benign = [
+    "addkeystoagent" "addressfamily" "batchmode" "bindaddress" "bindinterface"
+    "canonicaldomains" "canonicalizefallbacklocal" "canonicalizemaxdots" "canonicalizepermittedcnames"
+    "casignaturealgorithms" "channeltimeout" "checkhostip" "ciphers" "compression"
+    "connectionattempts" "connecttimeout" "controlpersist" "dynamicforward" "enablesshkeysign"
+    "escapechar" "exitonforwardfailure" "fingerprinthash" "forkafterauthentication"
+    "forwardx11timeout" "gatewayports" "globalknownhostsfile" "gssapiauthentication"
+    "gssapiclientidentity" "gssapidelegatecredentials" "gssapirenewalforcesrekey" "gssapiserveridentity"
+    "gssapitrustdns" "hashknownhosts" "hostbasedacceptedalgorithms" "hostbasedauthentication"
+    "hostbasedkeytypes" "hostkeyalgorithms" "hostkeyalias" "ignoreunknown" "ipqos"
+    "kbdinteractiveauthentication" "kbdinteractivedevices" "kexalgorithms" "knownhostscommand"
+    "localcommand" "localforward" "loglevel" "logverbose" "macs" "nohostauthenticationforlocalhost"
+    "numberofpasswordprompts" "obscurekeystroketiming" "passwordauthentication" "permitlocalcommand"
+    "permitremoteopen" "proxyusefdpass" "pubkeyacceptedalgorithms" "pubkeyacceptedkeytypes"
+    "pubkeyauthentication" "rekeylimit" "remotecommand" "remoteforward" "requesttty"
+    "requiredrsasize" "revokedhostkeys" "securitykeyprovider" "serveralivecountmax"
+    "serveraliveinterval" "sessiontype" "stdinnull" "streamlocalbindmask" "streamlocalbindunlink"
+    "stricthostkeychecking" "syslogfacility" "tag" "tcpkeepalive" "tunnel" "tunneldevice"
+    "updatehostkeys" "usekeychain" "userknownhostsfile" "verifyhostkeydns" "visualhostkey"
+    "warnweakcrypto" "xauthlocation"
+  ];
+  # and what is harmless with one value only: Kerberos key exchange off (a patch some
+  # distributions carry, so the diag block cannot pin it), no version addendum
+  # (OpenSSH 10 sends it in the clear, ${ENV} expanded), and of the environment only
+  # the locale and the terminal (SendEnv adds up over every block; SetEnv never)
   localeEnv = "-?(LANG|LANGUAGE|LC_[A-Z_]*[*]?|TERM|COLORTERM|TZ)";
-  offersAnywhere =
-    l:
-    (l.kw == "gssapikeyexchange" && !(!l.fuzzy && asFlag l.args == [ "no" ]))
-    || (l.kw == "versionaddendum" && !(!l.fuzzy && l.raw == "none"))
-    || l.kw == "setenv"
-    || (l.kw == "sendenv" && !(!l.fuzzy && lib.all (w: builtins.match localeEnv w != null) l.args));
+  benignWith = {
+    gssapikeyexchange = l: asFlag l.args == [ "no" ];
+    versionaddendum = l: l.raw == "none";
+    sendenv = l: lib.all (w: builtins.match localeEnv w != null) l.args;
+  };
+  isBenign = l: lib.elem l.kw benign || (benignWith ? ${l.kw} && !l.fuzzy && benignWith.${l.kw} l);
   # keywords whose first value decides who we are, what we may offer, and which
   # connection carries it: the diag block sets each, so only a line before it counts
   ours = {
@@ -223,7 +250,7 @@ let
     forwardx11trusted = "no";
     enableescapecommandline = "no";
   };
-  deciding = [ "user" "hostname" "port" ] ++ lib.attrNames ours;
+  pinned = [ "user" "hostname" "port" ] ++ lib.attrNames ours;
   # flags: yes/no/true/false in any case, as ssh reads them; everything else exactly
   flags = [
     "identitiesonly"
@@ -281,12 +308,19 @@ let
             else
               "block";
         };
-      before = lib.concatMap (
-        b: lib.concatMap (l: lib.optionals ((lib.elem l.kw (adding ++ deciding) && !harmless l) || offersAnywhere l) (flag b l)) b.lines
-      ) (lib.filter (b: b.i < ownAt && mayMatch b names) indexed);
-      after = lib.concatMap (b: lib.concatMap (l: lib.optionals (lib.elem l.kw adding || offersAnywhere l) (flag b l)) b.lines) (
-        lib.filter (b: b.i > ownAt && mayMatch b names) indexed
-      );
+      # every line of every block that may reach this host, ours included
+      reaching = lib.filter (b: mayMatch b names) indexed;
+      wrong =
+        b: l:
+        if l.opaque then
+          false # refused on its own, once
+        else if lib.elem l.kw adding then
+          !(own != null && b.i == own.i && l.kw == "identityfile") # ours: compared below
+        else if lib.elem l.kw pinned then
+          b.i < ownAt && !harmless l # after our block the first value is ours
+        else
+          !isBenign l;
+      lines = lib.concatMap (b: lib.concatMap (l: lib.optionals (wrong b l) (flag b l)) b.lines) reaching;
       ownLacks = lib.optionals (own != null) (
         lib.concatLists (
           lib.mapAttrsToList (
@@ -301,7 +335,6 @@ let
             }
           ) expected
         )
-        ++ lib.concatMap (l: lib.optionals (lib.elem l.kw [ "certificatefile" "include" ] || offersAnywhere l) (flag own l)) own.lines
       );
     in
     lib.optional (own == null) {
@@ -309,9 +342,8 @@ let
       inherit alias hostname;
       kind = "missing";
     }
-    ++ before
-    ++ ownLacks
-    ++ after;
+    ++ lines
+    ++ ownLacks;
 in
 {
   inherit blocksOf mayMatch;

@@ -350,4 +350,30 @@ in
     ];
     refused = null;
   };
+  # deny by default: a keyword the check does not know to be harmless (a new one, say)
+  unknownKeyword = {
+    modules = perRelease [ { programs.ssh.matchBlocks."*".extraOptions.SendSecretsSomehow = "yes"; } ] [
+      { programs.ssh.settings."*".SendSecretsSomehow = true; }
+    ];
+    refused = "SendSecretsSomehow";
+    # this ssh does not know the keyword either (it refuses the file or, under
+    # IgnoreUnknown, skips the line): what a newer one would do, ssh -G cannot show here
+    unshowable = true;
+  };
+  # an ordinary laptop's global settings pass
+  laptop = {
+    modules = both [
+      {
+        programs.ssh.extraOptionOverrides = {
+          IgnoreUnknown = "UseKeychain";
+          UseKeychain = "yes";
+          AddKeysToAgent = "yes";
+          ServerAliveInterval = "60";
+          HashKnownHosts = "yes";
+          StrictHostKeyChecking = "accept-new";
+        };
+      }
+    ];
+    refused = null;
+  };
 }

@@ -56,6 +56,7 @@ in
     {
       inherit (c) refused;
       notTheText = c.notTheText or false;
+      unshowable = c.unshowable or false;
       failed = map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
       inherit (cfg) warnings;
       text = cfg.home.file.".ssh/config".text;

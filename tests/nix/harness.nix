@@ -643,7 +643,7 @@ let
       {
         inherit (c) refused;
         notTheText = c.notTheText or false;
-      unshowable = c.unshowable or false;
+        unshowable = c.unshowable or false;
         failed = clientFailed cfg;
         inherit (cfg) warnings;
         text = cfg.home.file.".ssh/config".text;

@@ -189,7 +189,8 @@ let
   # diag block's pins make moot (forwards under ClearAllForwardings, other methods
   # under PreferredAuthentications publickey, AddKeysToAgent without an agent,
   # ControlPersist without a ControlPath, the Canonical* knobs without
-  # CanonicalizeHostname, ProxyUseFdpass without a ProxyCommand).
+  # CanonicalizeHostname, ProxyUseFdpass without a ProxyCommand). Not RemoteCommand:
+  # it would run instead of nothing, with local %-tokens (user, home) in it.
   benign = [
     "addkeystoagent" "addressfamily" "batchmode" "bindaddress" "bindinterface"
     "canonicaldomains" "canonicalizefallbacklocal" "canonicalizemaxdots" "canonicalizepermittedcnames"
@@ -204,7 +205,7 @@ let
     "localcommand" "localforward" "loglevel" "logverbose" "macs" "nohostauthenticationforlocalhost"
     "numberofpasswordprompts" "obscurekeystroketiming" "passwordauthentication" "permitlocalcommand"
     "permitremoteopen" "proxyusefdpass" "pubkeyacceptedalgorithms" "pubkeyacceptedkeytypes"
-    "pubkeyauthentication" "rekeylimit" "remotecommand" "remoteforward" "requesttty"
+    "pubkeyauthentication" "rekeylimit" "remoteforward" "requesttty"
     "requiredrsasize" "revokedhostkeys" "securitykeyprovider" "serveralivecountmax"
     "serveraliveinterval" "sessiontype" "stdinnull" "streamlocalbindmask" "streamlocalbindunlink"
     "stricthostkeychecking" "syslogfacility" "tag" "tcpkeepalive" "tunnel" "tunneldevice"

@@ -15,7 +15,8 @@
 # master made as another user, or a jump, would carry or authenticate the agent's
 # connection otherwise), `CanonicalizeHostname no`, `PreferredAuthentications publickey`
 # (no GSSAPI, host-based, password or keyboard-interactive), `ClearAllForwardings yes`,
-# no agent or X11 forwarding and `EnableEscapeCommandline no`, ordered before every other block (both are DAGs in home-manager): `programs.ssh.settings`
+# no agent or X11 forwarding, `EnableEscapeCommandline no`, `PermitLocalCommand no` and
+# `KnownHostsCommand none`, ordered before every other block (both are DAGs in home-manager): `programs.ssh.settings`
 # with ssh's own directive names where that option exists (home-manager 26.05, which
 # deprecates matchBlocks with a warning), `programs.ssh.matchBlocks` before (25.11).
 #
@@ -200,6 +201,9 @@ in
                 ForwardX11Trusted = false;
                 # no forwards added at run time through ~C either
                 EnableEscapeCommandline = false;
+                # no local command with the connection (a second login, another key)
+                PermitLocalCommand = false;
+                KnownHostsCommand = "none";
               };
               before = otherBlocks;
               after = [ ];
@@ -228,6 +232,8 @@ in
                   ForwardX11 = "no";
                   ForwardX11Trusted = "no";
                   EnableEscapeCommandline = "no";
+                  PermitLocalCommand = "no";
+                  KnownHostsCommand = "none";
                 };
                 forwardAgent = false;
                 forwardX11 = false;

@@ -189,7 +189,8 @@ let
   # diag block's pins make moot (forwards under ClearAllForwardings, other methods
   # under PreferredAuthentications publickey, AddKeysToAgent without an agent,
   # ControlPersist without a ControlPath, the Canonical* knobs without
-  # CanonicalizeHostname, ProxyUseFdpass without a ProxyCommand). Not RemoteCommand:
+  # CanonicalizeHostname, ProxyUseFdpass without a ProxyCommand, LocalCommand without
+  # PermitLocalCommand; and keywords ssh ignores or that fail closed). Not RemoteCommand:
   # it would run instead of nothing, with local %-tokens (user, home) in it.
   benign = [
     "addkeystoagent" "addressfamily" "batchmode" "bindaddress" "bindinterface"
@@ -197,13 +198,14 @@ let
     "casignaturealgorithms" "channeltimeout" "checkhostip" "ciphers" "compression"
     "connectionattempts" "connecttimeout" "controlpersist" "dynamicforward" "enablesshkeysign"
     "escapechar" "exitonforwardfailure" "fingerprinthash" "forkafterauthentication"
-    "forwardx11timeout" "gatewayports" "globalknownhostsfile" "gssapiauthentication"
+    "forwardx11timeout" "gatewayports" "globalknownhostsfile" "gssapiauthentication" "gssapikexalgorithms"
     "gssapiclientidentity" "gssapidelegatecredentials" "gssapirenewalforcesrekey" "gssapiserveridentity"
     "gssapitrustdns" "hashknownhosts" "hostbasedacceptedalgorithms" "hostbasedauthentication"
-    "hostbasedkeytypes" "hostkeyalgorithms" "hostkeyalias" "ignoreunknown" "ipqos"
-    "kbdinteractiveauthentication" "kbdinteractivedevices" "kexalgorithms" "knownhostscommand"
+    "hostbasedkeytypes" "hostkeyalgorithms" "hostkeyalias" "ignoreunknown" "ipqos" "keepalive"
+    "challengeresponseauthentication" "protocol" "useroaming" "refuseconnection"
+    "kbdinteractiveauthentication" "kbdinteractivedevices" "kexalgorithms"
     "localcommand" "localforward" "loglevel" "logverbose" "macs" "nohostauthenticationforlocalhost"
-    "numberofpasswordprompts" "obscurekeystroketiming" "passwordauthentication" "permitlocalcommand"
+    "numberofpasswordprompts" "obscurekeystroketiming" "passwordauthentication"
     "permitremoteopen" "proxyusefdpass" "pubkeyacceptedalgorithms" "pubkeyacceptedkeytypes"
     "pubkeyauthentication" "rekeylimit" "remoteforward" "requesttty"
     "requiredrsasize" "revokedhostkeys" "securitykeyprovider" "serveralivecountmax"
@@ -215,14 +217,18 @@ let
   # and what is harmless with one value only: Kerberos key exchange off (a patch some
   # distributions carry, so the diag block cannot pin it), no version addendum
   # (OpenSSH 10 sends it in the clear, ${ENV} expanded), and of the environment only
-  # the locale and the terminal (SendEnv adds up over every block; SetEnv never)
+  # the locale and the terminal (SendEnv adds up over every block; any LC_ name goes,
+  # as Debian's default `SendEnv LANG LC_*` sends)
   localeEnv = "-?(LANG|LANGUAGE|LC_[A-Z_]*[*]?|TERM|COLORTERM|TZ)";
   benignWith = {
-    gssapikeyexchange = l: asFlag l.args == [ "no" ];
-    versionaddendum = l: l.raw == "none";
-    sendenv = l: lib.all (w: builtins.match localeEnv w != null) l.args;
+    gssapikeyexchange = l: !l.fuzzy && asFlag l.args == [ "no" ];
+    versionaddendum = l: !l.fuzzy && l.raw == "none";
+    sendenv = l: !l.fuzzy && lib.all (w: builtins.match localeEnv w != null) l.args;
+    # a literal value of the same names, as home-manager writes it (TERM="xterm-256color");
+    # no '$' or '%', which a newer ssh might expand
+    setenv = l: builtins.match "((LANG|LANGUAGE|LC_[A-Z_]+|TERM|COLORTERM|TZ)=(\"[^\"\\$%]*\"|[^ \t\"'\\$%]*)[ \t]*)+" l.raw != null;
   };
-  isBenign = l: lib.elem l.kw benign || (benignWith ? ${l.kw} && !l.fuzzy && benignWith.${l.kw} l);
+  isBenign = l: lib.elem l.kw benign || (benignWith ? ${l.kw} && benignWith.${l.kw} l);
   # keywords whose first value decides who we are, what we may offer, and which
   # connection carries it: the diag block sets each, so only a line before it counts
   ours = {
@@ -250,6 +256,10 @@ let
     forwardx11 = "no";
     forwardx11trusted = "no";
     enableescapecommandline = "no";
+    # no local command run with the connection's %-tokens (it could open a second
+    # connection to the host with another key) or before authentication
+    permitlocalcommand = "no";
+    knownhostscommand = "none";
   };
   pinned = [ "user" "hostname" "port" ] ++ lib.attrNames ours;
   # flags: yes/no/true/false in any case, as ssh reads them; everything else exactly

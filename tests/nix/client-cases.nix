@@ -376,4 +376,24 @@ in
     ];
     refused = null;
   };
+  # a local command with the connection could log in again with another key
+  localCommandForOthers = {
+    modules = perRelease [ { programs.ssh.matchBlocks."*".extraOptions = { PermitLocalCommand = "yes"; LocalCommand = "rsync -a ~/dotfiles/ %h:"; }; } ] [
+      { programs.ssh.settings."*" = { PermitLocalCommand = true; LocalCommand = "rsync -a ~/dotfiles/ %h:"; }; }
+    ];
+    refused = null;
+  };
+  globalLocalCommand = {
+    modules = both [ { programs.ssh.extraOptionOverrides = { PermitLocalCommand = "yes"; LocalCommand = "rsync -a ~/dotfiles/ %h:"; }; } ];
+    refused = "PermitLocalCommand yes";
+  };
+  # old and ignored keywords an ordinary Host * still carries
+  oldKeywords = {
+    modules = perRelease [
+      { programs.ssh.matchBlocks."*".extraOptions = { Protocol = "2"; UseRoaming = "no"; KeepAlive = "yes"; SetEnv = "TERM=xterm-256color"; }; }
+    ] [
+      { programs.ssh.settings."*" = { Protocol = 2; UseRoaming = false; KeepAlive = true; SetEnv.TERM = "xterm-256color"; }; }
+    ];
+    refused = null;
+  };
 }

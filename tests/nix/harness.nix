@@ -929,6 +929,8 @@ let
         ForwardX11 = false;
         ForwardX11Trusted = false;
         EnableEscapeCommandline = false;
+        PermitLocalCommand = false;
+        KnownHostsCommand = "none";
       }
       && client.programs.ssh.matchBlocks == { };
     "client: 25.11 writes matchBlocks" =
@@ -944,7 +946,7 @@ let
     ) [ "/run/secrets/a key" "/run/secrets/a\\b" "/run/secrets/\"k\"" "relative/key" ];
     "client: the reader: a block after ours may set User, not IdentityFile" =
       sshCheck.findings {
-        text = "Host web-02\n User diag\n HostName h\n Port 22\n IdentityFile /k\n IdentitiesOnly yes\n IdentityAgent none\n PKCS11Provider none\n ControlMaster no\n ControlPath none\n ProxyJump none\n ProxyCommand none\n CanonicalizeHostname no\n PreferredAuthentications publickey\n ClearAllForwardings yes\n ForwardAgent no\n ForwardX11 no\n ForwardX11Trusted no\n EnableEscapeCommandline no\nHost *\n User bob\n ControlMaster auto\n ProxyJump bastion\n GSSAPIAuthentication yes\n";
+        text = "Host web-02\n User diag\n HostName h\n Port 22\n IdentityFile /k\n IdentitiesOnly yes\n IdentityAgent none\n PKCS11Provider none\n ControlMaster no\n ControlPath none\n ProxyJump none\n ProxyCommand none\n CanonicalizeHostname no\n PreferredAuthentications publickey\n ClearAllForwardings yes\n ForwardAgent no\n ForwardX11 no\n ForwardX11Trusted no\n EnableEscapeCommandline no\n PermitLocalCommand no\n KnownHostsCommand none\nHost *\n User bob\n ControlMaster auto\n ProxyJump bastion\n GSSAPIAuthentication yes\n";
         hosts.web-02 = "h";
         user = "diag";
         identityFile = "/k";

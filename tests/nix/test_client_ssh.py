@@ -64,16 +64,17 @@ def _deviation(g: dict[str, list[str]], hostname: str, key: str) -> str | None:
         "forwardx11": ["no"],
         "forwardx11trusted": ["no"],
         "enableescapecommandline": ["no"],
+        "permitlocalcommand": ["no"],
     }
     for k, v in want.items():
         if g.get(k) != v:
             return f"{k} {g.get(k)}"
     if g.get("gssapikeyexchange", ["no"]) != ["no"]:  # a keyword of patched ssh only
         return f"gssapikeyexchange {g['gssapikeyexchange']}"
-    if "setenv" in g or any(not re.fullmatch(r"-?(LANG|LANGUAGE|LC_[A-Z_]*\*?|TERM|COLORTERM|TZ)", v)
-                            for v in g.get("sendenv", [])):
+    if any(not re.fullmatch(r"(LANG|LANGUAGE|LC_[A-Z_]+|TERM|COLORTERM|TZ)=.*", v) for v in g.get("setenv", [])) or any(
+            not re.fullmatch(r"-?(LANG|LANGUAGE|LC_[A-Z_]*\*?|TERM|COLORTERM|TZ)", v) for v in g.get("sendenv", [])):
         return f"environment sent: {g.get('setenv', [])} {g.get('sendenv', [])}"
-    for k in ("certificatefile", "controlpath", "proxyjump", "proxycommand", "pkcs11provider",
+    for k in ("certificatefile", "controlpath", "proxyjump", "proxycommand", "pkcs11provider", "knownhostscommand",
               "remoteforward", "localforward", "dynamicforward"):
         if k in g:
             return f"{k} {g[k]}"
@@ -140,12 +141,13 @@ LINES = ["IdentityFile ~/.ssh/p", "identityfile=~/.ssh/q", "  CertificateFile ~/
          "GSSAPIAuthentication yes", "GSSAPIKeyExchange yes", "RemoteForward /tmp/f.sock /tmp/agent",
          "PreferredAuthentications password", "PasswordAuthentication yes", "ForwardX11 yes",
          "ForwardAgent yes", "SendEnv GITHUB_TOKEN", "SendEnv LANG LC_*", "SetEnv TOKEN=x",
-         "EnableEscapeCommandline yes"]
+         "EnableEscapeCommandline yes", "PermitLocalCommand yes", "LocalCommand ssh -l root %h id",
+         "KnownHostsCommand /bin/true %H", "SetEnv TERM=xterm-256color", "KeepAlive yes"]
 DIAG_BLOCK = (f"Host web-02 web-02.cloonar.com\n  User diag\n  HostName web-02.cloonar.com\n  Port 22\n  IdentityFile {KEY}\n"
               "  IdentitiesOnly yes\n  IdentityAgent none\n  PKCS11Provider none\n  ControlMaster no\n  ControlPath none\n"
               "  ProxyJump none\n  ProxyCommand none\n  CanonicalizeHostname no\n  PreferredAuthentications publickey\n"
               "  ClearAllForwardings yes\n  ForwardAgent no\n  ForwardX11 no\n  ForwardX11Trusted no\n"
-              "  EnableEscapeCommandline no\n")
+              "  EnableEscapeCommandline no\n  PermitLocalCommand no\n  KnownHostsCommand none\n")
 
 
 def _random_text(rng: random.Random) -> str:

@@ -21,15 +21,16 @@
 # deprecates matchBlocks with a warning), `programs.ssh.matchBlocks` before (25.11).
 #
 # What real ssh does with several matching blocks (ssh_config(5)): for most keywords
-# the first value obtained wins (so our block, first, decides User and HostName), but
-# IdentityFile and CertificateFile accumulate over every matching block, and
-# IdentitiesOnly only keeps the agent's other keys away. So the module reads the
-# ~/.ssh/config home-manager renders (nix/ssh-config-check.nix) and refuses, as an
-# assertion, any line that would give a diag host another identity: an IdentityFile or
-# CertificateFile in any other block that may match it (Host or Match), anything that
-# decides the user or identity before our block (extraOptionOverrides), an Include it
-# would read (its files are not visible at evaluation; `allowIncludes` accepts them),
-# and a diag block that does not say exactly the above. Then `ssh -G web-02` lists
+# the first value obtained wins (so our block, first, decides all of the above), but
+# IdentityFile, CertificateFile and SendEnv accumulate over every matching block. So
+# the module reads the ~/.ssh/config home-manager renders (nix/ssh-config-check.nix)
+# and refuses, as an assertion, deny by default: in any block that may reach a diag
+# host (Host or Match, and what comes before every block), a keyword that is neither
+# pinned by our block (before it: only with our value) nor known harmless there; an
+# IdentityFile or CertificateFile; an Include (its files are not visible at
+# evaluation; `allowIncludes` accepts them); a line ssh could read differently from
+# the check; a diag block that does not say exactly the above; and a home.file that
+# would put another file at ~/.ssh/config. Then `ssh -G web-02` lists
 # exactly the diag key, which scripts/post-deploy-check verifies on the real client
 # (the system-wide /etc/ssh/ssh_config, read after ~/.ssh/config, is outside
 # home-manager's view and is covered only by that check).
@@ -155,7 +156,7 @@ in
           }
           {
             assertion = findings == [ ];
-            message = "programs.diagClient: ~/.ssh/config would let ssh offer a diag host more than the diag key:\n  ${lib.concatStringsSep "\n  " findings}";
+            message = "programs.diagClient: ~/.ssh/config would let ssh give a diag host more than the diag key (another identity, user, host, connection, forward or local data):\n  ${lib.concatStringsSep "\n  " findings}";
           }
         ];
 

@@ -16,8 +16,10 @@
 #
 # findings { text, hosts = { alias = hostname or { hostname, port ? 22 }; }, user,
 #            identityFile, allowIncludes }
-# lists, per diag alias, every line that could give it another identity, user or host,
-# and what its own block lacks; [ ] means `ssh -G alias` shows exactly the diag key.
+# lists every line that could give a diag host another identity, user, host, port,
+# connection, forward or local data (deny by default: a keyword not known harmless
+# where it may apply is such a line), and what a diag block lacks; [ ] means
+# `ssh -G alias` shows exactly the diag block's settings.
 { lib }:
 
 let

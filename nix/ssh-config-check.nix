@@ -174,6 +174,34 @@ let
       # one positive host criterion among them that accepts no name rules the block out
       lib.all (list: lib.any (listAccepts list) names) (matchHostLists h.cleanArgs);
 
+  # Does a Match line run its `exec` command for a connection to one of `names`? ssh
+  # evaluates the criteria in order and skips an exec once one has failed, so only a
+  # positive host/originalhost that accepts none of the names, read before the exec,
+  # keeps it from running; where the line is unclear after that, any `exec` counts.
+  execRuns =
+    names: h:
+    let
+      walk =
+        args:
+        if args == [ ] then
+          null
+        else
+          let
+            k = lib.toLower (builtins.head args);
+            takes = !(lib.elem (lib.removePrefix "!" k) [ "all" "canonical" "final" ]);
+            arg = if takes && builtins.length args > 1 then builtins.elemAt args 1 else "*";
+            rest = lib.drop (if takes then 2 else 1) args;
+          in
+          if lib.removePrefix "!" k == "exec" then
+            true
+          else if lib.elem k [ "host" "originalhost" ] && !(lib.any (listAccepts arg) names) then
+            false
+          else
+            walk rest;
+      r = walk h.cleanArgs;
+    in
+    h.kw == "match" && (if r != null then r else h.cleanArgs != h.args && lib.hasInfix "exec" (lib.toLower h.raw));
+
   show = l: "line ${toString l.n} `${lib.trim l.text}`";
   headerText = b: if b.header == null then "before any Host block" else "in `${lib.trim b.header.text}`";
   # a flag as its words (ssh reads yes/no in any case), anything else as written
@@ -222,13 +250,15 @@ let
   # the locale and the terminal (SendEnv adds up over every block; any LC_ name goes,
   # as Debian's default `SendEnv LANG LC_*` sends)
   localeEnv = "-?(LANG|LANGUAGE|LC_[A-Z_]*[*]?|TERM|COLORTERM|TZ)";
+  # SetEnv writes a value: only under the names locale(7) defines
+  localeNames = "LANG|LANGUAGE|LC_(ALL|CTYPE|COLLATE|MESSAGES|MONETARY|NUMERIC|TIME|PAPER|NAME|ADDRESS|TELEPHONE|MEASUREMENT|IDENTIFICATION)";
   benignWith = {
     gssapikeyexchange = l: !l.fuzzy && asFlag l.args == [ "no" ];
     versionaddendum = l: !l.fuzzy && l.raw == "none";
     sendenv = l: !l.fuzzy && lib.all (w: builtins.match localeEnv w != null) l.args;
     # a literal value of the same names, as home-manager writes it (TERM="xterm-256color");
     # no '$' or '%', which a newer ssh might expand
-    setenv = l: builtins.match "((LANG|LANGUAGE|LC_[A-Z_]+|TERM|COLORTERM|TZ)=(\"[^\"\\$%]*\"|[^ \t\"'\\$%]*)[ \t]*)+" l.raw != null;
+    setenv = l: builtins.match "((${localeNames}|TERM|COLORTERM|TZ)=(\"[^\"\\$%]*\"|[^ \t\"'\\$%]*)[ \t]*)+" l.raw != null;
   };
   isBenign = l: lib.elem l.kw benign || (benignWith ? ${l.kw} && benignWith.${l.kw} l);
   # keywords whose first value decides who we are, what we may offer, and which
@@ -274,6 +304,7 @@ let
     "forwardx11"
     "forwardx11trusted"
     "enableescapecommandline"
+    "permitlocalcommand"
   ];
   asFlag = map (v: { true = "yes"; false = "no"; }.${lib.toLower v} or (lib.toLower v));
   normFor = kw: if lib.elem kw flags then asFlag else lib.id;
@@ -292,8 +323,9 @@ let
       names = lib.unique (map lib.toLower [ alias hostname ]);
       indexed = lib.imap0 (i: b: b // { inherit i; }) blocks;
       # `Host alias` or `Host alias hostname` (so `ssh hostname` gets the diag block too)
-      ownHeaders = [ [ (lib.toLower alias) ] names ];
-      owns = lib.filter (b: b.header != null && b.header.kw == "host" && !b.header.fuzzy && lib.elem (map lib.toLower b.header.args) ownHeaders) indexed;
+      # (as written: ssh does not lowercase the patterns, so `Host WEB-02` is not ours)
+      ownHeaders = [ [ alias ] (lib.unique [ alias hostname ]) ];
+      owns = lib.filter (b: b.header != null && b.header.kw == "host" && !b.header.fuzzy && lib.elem b.header.args ownHeaders) indexed;
       own = if owns == [ ] then null else builtins.head owns;
       ownAt = if own == null then builtins.length blocks else own.i;
       expected = {
@@ -334,6 +366,16 @@ let
         else
           !isBenign l;
       lines = lib.concatMap (b: lib.concatMap (l: lib.optionals (wrong b l) (flag b l)) b.lines) reaching;
+      # a Match exec runs a local command with the connection's tokens (%h, %r): it
+      # could log in to the host again with another key
+      execs = lib.concatMap (
+        b:
+        lib.optional (b.header != null && !b.header.opaque && execRuns names b.header) {
+          at = "${show b.header}";
+          inherit alias hostname;
+          kind = "exec";
+        }
+      ) indexed;
       ownLacks = lib.optionals (own != null) (
         lib.concatLists (
           lib.mapAttrsToList (
@@ -356,6 +398,7 @@ let
       kind = "missing";
     }
     ++ lines
+    ++ execs
     ++ ownLacks;
 in
 {
@@ -409,6 +452,8 @@ in
             "it applies to every host; move it into a block that excludes them"
           else if kind == "own" then
             "remove it from the diag block"
+          else if kind == "exec" then
+            "its command runs for them with their %h and %r (it could log in again with another key); put a host criterion that leaves them out before `exec` (e.g. `Match host github.com exec …`)"
           else if kind == "missing" then
             "programs.diagClient writes it; was it overridden?"
           else if kind == "block" then

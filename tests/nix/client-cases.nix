@@ -396,4 +396,20 @@ in
     ];
     refused = null;
   };
+  # a Match exec runs its command for every connection it is evaluated for
+  execFirst = {
+    modules = perRelease [ { programs.ssh.matchBlocks.corp = { match = "exec \"test -f ~/.corp\" host github.com"; identityFile = "~/.ssh/corp"; }; } ] [
+      { programs.ssh.settings.corp = { header = "Match exec \"test -f ~/.corp\" host github.com"; IdentityFile = "~/.ssh/corp"; }; }
+    ];
+    refused = "its command runs for them";
+    # ssh -G shows settings, not that a command ran
+    unshowable = true;
+  };
+  # SetEnv writes a value: an LC_ name that is no locale category is refused
+  setEnvLcSecret = {
+    modules = perRelease [ { programs.ssh.matchBlocks."*".extraOptions.SetEnv = "LC_GITHUB_TOKEN=ghp_x"; } ] [
+      { programs.ssh.settings."*".SetEnv.LC_GITHUB_TOKEN = "ghp_x"; }
+    ];
+    refused = "LC_GITHUB_TOKEN";
+  };
 }

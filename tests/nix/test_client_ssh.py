@@ -71,7 +71,8 @@ def _deviation(g: dict[str, list[str]], hostname: str, key: str) -> str | None:
             return f"{k} {g.get(k)}"
     if g.get("gssapikeyexchange", ["no"]) != ["no"]:  # a keyword of patched ssh only
         return f"gssapikeyexchange {g['gssapikeyexchange']}"
-    if any(not re.fullmatch(r"(LANG|LANGUAGE|LC_[A-Z_]+|TERM|COLORTERM|TZ)=.*", v) for v in g.get("setenv", [])) or any(
+    locale = r"LANG|LANGUAGE|LC_(ALL|CTYPE|COLLATE|MESSAGES|MONETARY|NUMERIC|TIME|PAPER|NAME|ADDRESS|TELEPHONE|MEASUREMENT|IDENTIFICATION)"
+    if any(not re.fullmatch(rf"({locale}|TERM|COLORTERM|TZ)=.*", v) for v in g.get("setenv", [])) or any(
             not re.fullmatch(r"-?(LANG|LANGUAGE|LC_[A-Z_]*\*?|TERM|COLORTERM|TZ)", v) for v in g.get("sendenv", [])):
         return f"environment sent: {g.get('setenv', [])} {g.get('sendenv', [])}"
     for k in ("certificatefile", "controlpath", "proxyjump", "proxycommand", "pkcs11provider", "knownhostscommand",

@@ -72,7 +72,8 @@ let
     && (sshFile.enable or true)
     && targetParts (sshFile.target or ".ssh/config") == [ ".ssh" "config" ]
     && (!(sshFile ? source) || (builtins.isAttrs sshFile.source && (sshFile.source.text or null) == sshFile.text));
-  findings = (import ./ssh-config-check.nix { inherit lib; }).findings {
+  check = import ./ssh-config-check.nix { inherit lib; };
+  findings = check.findings {
     text = if sshFile != null && sshFile.text != null then sshFile.text else "";
     hosts = lib.mapAttrs (_: h: {
       inherit (h) hostname;
@@ -173,38 +174,13 @@ in
         if useSettings then
           {
             programs.ssh.settings = lib.mapAttrs (name: h: {
-              data = {
+              # the pins as ssh spells them (nix/ssh-config-check.nix says why each)
+              data = check.pins // {
                 header = "Host ${headerOf name h}";
                 Port = portOf h;
                 User = cfg.user;
                 HostName = h.hostname;
                 IdentityFile = cfg.identityFile;
-                IdentitiesOnly = true;
-                IdentityAgent = "none";
-                # no shared connection (one made as another user would carry our commands)
-                ControlMaster = "no";
-                ControlPath = "none";
-                # no connection through another (a jump authenticates to its own host)
-                ProxyJump = "none";
-                ProxyCommand = "none";
-                # no token keys (offered before every IdentityFile)
-                PKCS11Provider = "none";
-                # no canonical name matched again against the other blocks
-                CanonicalizeHostname = false;
-                # the key only: no Kerberos ticket, host key, password or prompt (the
-                # methods' own switches are not set: an ssh built without GSSAPI
-                # complains about GSSAPIAuthentication on every run)
-                PreferredAuthentications = "publickey";
-                # no forwarding of any kind (a RemoteForward of the agent's socket too)
-                ClearAllForwardings = true;
-                ForwardAgent = false;
-                ForwardX11 = false;
-                ForwardX11Trusted = false;
-                # no forwards added at run time through ~C either
-                EnableEscapeCommandline = false;
-                # no local command with the connection (a second login, another key)
-                PermitLocalCommand = false;
-                KnownHostsCommand = "none";
               };
               before = otherBlocks;
               after = [ ];
@@ -213,31 +189,13 @@ in
         else
           {
             programs.ssh.matchBlocks = lib.mapAttrs (name: h: {
+              # the pins as extraOptions (25.11 warns about none of them)
               data = {
                 host = headerOf name h;
                 port = portOf h;
                 inherit (h) hostname;
                 inherit (cfg) user identityFile;
-                identitiesOnly = true;
-                identityAgent = "none";
-                controlMaster = "no";
-                controlPath = "none";
-                proxyJump = "none";
-                proxyCommand = "none";
-                extraOptions = {
-                  PKCS11Provider = "none";
-                  CanonicalizeHostname = "no";
-                  PreferredAuthentications = "publickey";
-                  ClearAllForwardings = "yes";
-                  # 25.11 writes forwardX11 only when true
-                  ForwardX11 = "no";
-                  ForwardX11Trusted = "no";
-                  EnableEscapeCommandline = "no";
-                  PermitLocalCommand = "no";
-                  KnownHostsCommand = "none";
-                };
-                forwardAgent = false;
-                forwardX11 = false;
+                extraOptions = check.pins;
               };
               before = otherBlocks;
               after = [ ];

@@ -263,36 +263,40 @@ let
   isBenign = l: lib.elem l.kw benign || (benignWith ? ${l.kw} && benignWith.${l.kw} l);
   # keywords whose first value decides who we are, what we may offer, and which
   # connection carries it: the diag block sets each, so only a line before it counts
-  ours = {
-    identitiesonly = "yes";
-    identityagent = "none";
+  # The diag block pins these, with ssh's spelling (nix/client.nix writes them as they
+  # are here, for both home-manager releases); `ours` is the same, keyed as readconf
+  # compares keywords.
+  pins = {
+    IdentitiesOnly = "yes";
+    IdentityAgent = "none";
     # token keys are offered before every IdentityFile, IdentitiesOnly or not
-    pkcs11provider = "none";
+    PKCS11Provider = "none";
     # a shared master (ControlMaster/ControlPath) would carry the diag host's commands
     # over a connection made earlier as another user; so would a ProxyCommand using
     # one, and a ProxyJump authenticates to its own host (which may be the diag host)
-    controlmaster = "no";
-    controlpath = "none";
-    proxyjump = "none";
-    proxycommand = "none";
+    ControlMaster = "no";
+    ControlPath = "none";
+    ProxyJump = "none";
+    ProxyCommand = "none";
     # a canonical name would be matched again against every block
-    canonicalizehostname = "no";
+    CanonicalizeHostname = "no";
     # the key and nothing else: no Kerberos ticket (and its delegation), no host key,
     # no password or keyboard-interactive prompt (ssh tries only the methods listed)
-    preferredauthentications = "publickey";
+    PreferredAuthentications = "publickey";
     # no forwarding of any kind, not even a RemoteForward of the agent's socket; the
     # agent and X11 are not forwardings to ClearAllForwardings, nor are the forwards
     # the escape command line (~C) adds at run time
-    clearallforwardings = "yes";
-    forwardagent = "no";
-    forwardx11 = "no";
-    forwardx11trusted = "no";
-    enableescapecommandline = "no";
+    ClearAllForwardings = "yes";
+    ForwardAgent = "no";
+    ForwardX11 = "no";
+    ForwardX11Trusted = "no";
+    EnableEscapeCommandline = "no";
     # no local command run with the connection's %-tokens (it could open a second
     # connection to the host with another key) or before authentication
-    permitlocalcommand = "no";
-    knownhostscommand = "none";
+    PermitLocalCommand = "no";
+    KnownHostsCommand = "none";
   };
+  ours = lib.mapAttrs' (k: lib.nameValuePair (lib.toLower k)) pins;
   pinned = [ "user" "hostname" "port" ] ++ lib.attrNames ours;
   # flags: yes/no/true/false in any case, as ssh reads them; everything else exactly
   flags = [
@@ -402,7 +406,7 @@ let
     ++ ownLacks;
 in
 {
-  inherit blocksOf mayMatch;
+  inherit blocksOf mayMatch pins;
 
   findings =
     {

@@ -909,33 +909,17 @@ let
     # client
     "client: every case refused or passed as it should, in 25.11 and 26.05" = clientWrong == [ ];
     "client: 26.05 writes settings with ssh's names, the diag block first" =
-      client.programs.ssh.settings.web-02.data == {
+      client.programs.ssh.settings.web-02.data == (import ../../nix/ssh-config-check.nix { inherit lib; }).pins // {
         header = "Host web-02 web-02.cloonar.com";
         HostName = "web-02.cloonar.com";
         Port = 22;
         User = "diag";
         IdentityFile = diagKey;
-        IdentitiesOnly = true;
-        IdentityAgent = "none";
-        PKCS11Provider = "none";
-        ControlMaster = "no";
-        ControlPath = "none";
-        ProxyJump = "none";
-        ProxyCommand = "none";
-        CanonicalizeHostname = false;
-        PreferredAuthentications = "publickey";
-        ClearAllForwardings = true;
-        ForwardAgent = false;
-        ForwardX11 = false;
-        ForwardX11Trusted = false;
-        EnableEscapeCommandline = false;
-        PermitLocalCommand = false;
-        KnownHostsCommand = "none";
       }
       && client.programs.ssh.matchBlocks == { };
     "client: 25.11 writes matchBlocks" =
       client2511.programs.ssh.matchBlocks.web-02.data.user == "diag"
-      && client2511.programs.ssh.matchBlocks.web-02.data.identityAgent == [ "none" ]
+      && client2511.programs.ssh.matchBlocks.web-02.data.extraOptions.IdentityAgent == "none"
       && client2511.programs.ssh.matchBlocks.extra-host.data.hostname == "extra.example.invalid";
     "client: no home-manager warning in either release" = lib.all (r: r.plain.warnings == [ ] && r.broad.warnings == [ ]) (lib.attrValues clientResults);
     "client: the default config is opted out of" = !client.programs.ssh.enableDefaultConfig && !client2511.programs.ssh.enableDefaultConfig;

@@ -23,7 +23,7 @@
 { lib }:
 
 let
-  inherit (import ./ssh-patterns.nix { inherit lib; }) matches;
+  inherit (import ./ssh-patterns.nix { inherit lib; }) accepts;
 
   # A line as readconf reads it: an optional '=', the keyword, spaces/tabs or '=', then
   # the arguments: whole words or whole "double-quoted" words; an unquoted word
@@ -121,44 +121,36 @@ let
       }
     ) starts;
 
-  # `Host` patterns: one accepting a candidate and no negated one; the positive
-  # patterns are lowercased (matching more than ssh would), the negated ones are not.
-  hostLineAccepts =
-    args: name:
-    let
-      neg = map (lib.removePrefix "!") (lib.filter (lib.hasPrefix "!") args);
-      pos = lib.filter (p: !(lib.hasPrefix "!" p)) args;
-    in
-    lib.any (p: matches name (lib.toLower p)) pos && !(lib.any (matches name) neg);
+  # `Host` patterns: the positive ones lowercased (matching more than ssh would), the
+  # negated ones not (ssh lowercases the name, not the patterns)
+  hostLineAccepts = args: accepts (map (p: if lib.hasPrefix "!" p then p else lib.toLower p) args);
 
   # a `Match host` pattern list (match_hostname lowercases both sides)
-  listAccepts =
-    list: name:
-    let
-      ps = lib.splitString "," (lib.toLower list);
-      neg = map (lib.removePrefix "!") (lib.filter (lib.hasPrefix "!") ps);
-      pos = lib.filter (p: !(lib.hasPrefix "!" p)) ps;
-    in
-    lib.any (matches name) pos && !(lib.any (matches name) neg);
+  listAccepts = list: accepts (lib.splitString "," (lib.toLower list));
 
-  # The host criteria of a Match line: only a positive `host`/`originalhost` that
-  # accepts no candidate rules the block out; anything else (exec, user, all, an
-  # unknown criterion, a negated host) may match.
-  matchHostLists =
+  # A Match line's criteria in order, { k (lowercased, '!' kept), arg }: `all`,
+  # `canonical` and `final` take no argument, every other criterion the next word
+  # (no word here has an unquoted '=': cleanArgs stops before one).
+  criteria =
     args:
     if args == [ ] then
       [ ]
     else
       let
-        # (no word here has an unquoted '=': cleanArgs stops before one)
         k = lib.toLower (builtins.head args);
         takes = !(lib.elem (lib.removePrefix "!" k) [ "all" "canonical" "final" ]);
-        arg = if takes && builtins.length args > 1 then builtins.elemAt args 1 else "*";
-        rest = builtins.genList (i: builtins.elemAt args (i + (if takes then 2 else 1))) (
-          lib.max 0 (builtins.length args - (if takes then 2 else 1))
-        );
       in
-      lib.optional (lib.elem k [ "host" "originalhost" ]) arg ++ matchHostLists rest;
+      [
+        {
+          inherit k;
+          arg = if takes && builtins.length args > 1 then builtins.elemAt args 1 else "*";
+        }
+      ]
+      ++ criteria (lib.drop (if takes then 2 else 1) args);
+
+  # Only a positive `host`/`originalhost` that accepts no candidate rules a Match block
+  # out; anything else (exec, user, all, an unknown criterion, a negated host) may match.
+  excludes = names: c: lib.elem c.k [ "host" "originalhost" ] && !(lib.any (listAccepts c.arg) names);
 
   mayMatch =
     block: names:
@@ -171,8 +163,8 @@ let
       h.fuzzy || lib.any (hostLineAccepts h.args) names
     else
       # the criteria read before anything unclear (readconf also splits them at '=');
-      # one positive host criterion among them that accepts no name rules the block out
-      lib.all (list: lib.any (listAccepts list) names) (matchHostLists h.cleanArgs);
+      # one that excludes every name rules the block out
+      !(lib.any (excludes names) (criteria h.cleanArgs));
 
   # Does a Match line run its `exec` command for a connection to one of `names`? ssh
   # evaluates the criteria in order and skips an exec once one has failed, so only a
@@ -181,26 +173,15 @@ let
   execRuns =
     names: h:
     let
-      walk =
-        args:
-        if args == [ ] then
-          null
-        else
-          let
-            k = lib.toLower (builtins.head args);
-            takes = !(lib.elem (lib.removePrefix "!" k) [ "all" "canonical" "final" ]);
-            arg = if takes && builtins.length args > 1 then builtins.elemAt args 1 else "*";
-            rest = lib.drop (if takes then 2 else 1) args;
-          in
-          if lib.removePrefix "!" k == "exec" then
-            true
-          else if lib.elem k [ "host" "originalhost" ] && !(lib.any (listAccepts arg) names) then
-            false
-          else
-            walk rest;
-      r = walk h.cleanArgs;
+      first = lib.findFirst (c: lib.removePrefix "!" c.k == "exec" || excludes names c) null (criteria h.cleanArgs);
     in
-    h.kw == "match" && (if r != null then r else h.cleanArgs != h.args && lib.hasInfix "exec" (lib.toLower h.raw));
+    h.kw == "match"
+    && (
+      if first != null then
+        lib.removePrefix "!" first.k == "exec"
+      else
+        h.cleanArgs != h.args && lib.hasInfix "exec" (lib.toLower h.raw)
+    );
 
   show = l: "line ${toString l.n} `${lib.trim l.text}`";
   headerText = b: if b.header == null then "before any Host block" else "in `${lib.trim b.header.text}`";

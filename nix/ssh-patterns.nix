@@ -18,14 +18,17 @@ rec {
 
   matches = name: pat: builtins.match (toRegex pat) name != null;
 
-  # A pattern-list (a Host line): patterns separated by spaces or commas, '!' negates;
-  # it matches when one plain pattern does and no negated one.
-  matchesList =
-    name: list:
+  # Patterns of which '!' negates one: they accept a name when one plain pattern
+  # matches it and no negated one.
+  accepts =
+    pats: name:
     let
-      ps = lib.filter (p: p != "") (lib.splitString " " (lib.replaceStrings [ "," "\t" ] [ " " " " ] list));
-      neg = map (lib.removePrefix "!") (lib.filter (lib.hasPrefix "!") ps);
-      pos = lib.filter (p: !(lib.hasPrefix "!" p)) ps;
+      neg = map (lib.removePrefix "!") (lib.filter (lib.hasPrefix "!") pats);
+      pos = lib.filter (p: !(lib.hasPrefix "!" p)) pats;
     in
     lib.any (matches name) pos && !(lib.any (matches name) neg);
+
+  # A pattern-list: patterns separated by spaces or commas.
+  matchesList =
+    name: list: accepts (lib.filter (p: p != "") (lib.splitString " " (lib.replaceStrings [ "," "\t" ] [ " " " " ] list))) name;
 }

@@ -314,22 +314,26 @@ let
     default = { };
   };
 
+  # the options of home-manager's own modules that programs.ssh writes to
+  homeOptions = {
+    assertions = mkOption {
+      type = types.listOf types.unspecified;
+      default = [ ];
+    };
+    warnings = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+    };
+    home.file = homeFile;
+  };
+
   module =
     { config, ... }:
     let
       s = config.programs.ssh;
     in
     {
-      options = {
-        assertions = mkOption {
-          type = types.listOf types.unspecified;
-          default = [ ];
-        };
-        warnings = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
-        };
-        home.file = homeFile;
+      options = homeOptions // {
         programs.ssh = {
           enable = mkOption {
             type = types.bool;
@@ -398,6 +402,6 @@ let
     };
 in
 {
-  inherit dagTopoSort module homeFile;
+  inherit dagTopoSort module homeOptions;
   sshConfigText = cfg: cfg.home.file.".ssh/config".text;
 }

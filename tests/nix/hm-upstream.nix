@@ -15,15 +15,14 @@ let
   lib = import (homeManager + "/modules/lib/stdlib-extended.nix") withMaintainers;
   inherit (lib) mkOption types;
 
-  # the parts of home-manager's own modules that programs.ssh writes to
+  # the parts of home-manager's own modules that programs.ssh writes to: the
+  # stand-in's (assertions, warnings, home.file's file type), and what the real
+  # module also touches
   base = {
+    imports = [ { options = (import ../../nix/tests/hm-ssh.nix { inherit lib; }).homeOptions; } ];
     options = {
-      assertions = mkOption { type = types.listOf types.unspecified; default = [ ]; };
-      warnings = mkOption { type = types.listOf types.str; default = [ ]; };
       meta = mkOption { type = types.attrsOf types.unspecified; default = { }; };
       home.packages = mkOption { type = types.listOf types.unspecified; default = [ ]; };
-      # home-manager's file type for a text file, as the stand-in models it
-      home.file = (import ../../nix/tests/hm-ssh.nix { inherit lib; }).homeFile;
     };
     config._module.args.pkgs = { };
   };

@@ -909,7 +909,7 @@ let
     # client
     "client: every case refused or passed as it should, in 25.11 and 26.05" = clientWrong == [ ];
     "client: 26.05 writes settings with ssh's names, the diag block first" =
-      client.programs.ssh.settings.web-02.data == (import ../../nix/ssh-config-check.nix { inherit lib; }).pins // {
+      client.programs.ssh.settings.web-02.data == sshCheck.pins // {
         header = "Host web-02 web-02.cloonar.com";
         HostName = "web-02.cloonar.com";
         Port = 22;
@@ -930,7 +930,10 @@ let
     ) [ "/run/secrets/a key" "/run/secrets/a\\b" "/run/secrets/\"k\"" "relative/key" ];
     "client: the reader: a block after ours may set User, not IdentityFile" =
       sshCheck.findings {
-        text = "Host web-02\n User diag\n HostName h\n Port 22\n IdentityFile /k\n IdentitiesOnly yes\n IdentityAgent none\n PKCS11Provider none\n ControlMaster no\n ControlPath none\n ProxyJump none\n ProxyCommand none\n CanonicalizeHostname no\n PreferredAuthentications publickey\n ClearAllForwardings yes\n ForwardAgent no\n ForwardX11 no\n ForwardX11Trusted no\n EnableEscapeCommandline no\n PermitLocalCommand no\n KnownHostsCommand none\nHost *\n User bob\n ControlMaster auto\n ProxyJump bastion\n GSSAPIAuthentication yes\n";
+        text =
+          "Host web-02\n User diag\n HostName h\n Port 22\n IdentityFile /k\n"
+          + lib.concatStrings (lib.mapAttrsToList (k: v: " ${k} ${v}\n") sshCheck.pins)
+          + "Host *\n User bob\n ControlMaster auto\n ProxyJump bastion\n GSSAPIAuthentication yes\n";
         hosts.web-02 = "h";
         user = "diag";
         identityFile = "/k";
